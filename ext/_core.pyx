@@ -1,0 +1,8 @@
+# cython: language_level=3
+"""engine._core: the per-frame, per-entry and per-reply code of the engine.
+
+One extension module made of included parts (as uvloop does), so the parts
+share C-level functions without cross-module calls.
+"""
+
+include "stream_id.pxi"
