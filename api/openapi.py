@@ -1,0 +1,88 @@
+"""The engine's REST API in OpenAPI 3.1, written out (the wire contract is fixed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import __version__
+
+_SID = {
+    "name": "sid",
+    "in": "path",
+    "required": True,
+    "description": "stream id; several joined by '+' where noted",
+    "schema": {"type": "string"},
+}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_JSON = {"content": {"application/json": {"schema": {}}}}
+
+
+def _query(name: str, kind: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": kind}}
+
+
+def _op(summary: str, params: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params or [],
+        "responses": {"200": {"description": "OK", **_JSON}, "400": _ERROR, "401": _ERROR},
+    }
+    operation.update(extra)
+    return operation
+
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "PTG data store engine",
+        "version": __version__,
+        "description": "Live sensor data in Redis Streams. WebSocket endpoints (not shown): "
+        "`/data/{sid}/push` and `/data/{sid}/pull`; see PROTOCOL.md.",
+    },
+    "components": {
+        "schemas": {
+            "Error": {"type": "object", "properties": {"detail": {}}, "required": ["detail"]},
+        },
+        "securitySchemes": {
+            "OAuth2": {"type": "oauth2", "flows": {"password": {"tokenUrl": "/token", "scopes": {}}}},
+        },
+    },
+    "security": [{"OAuth2": []}],
+    "paths": {
+        "/token": {
+            "post": _op(
+                "Log in and get a bearer token (also set as a cookie)",
+                [_query("exp", "integer", "lifetime in seconds, capped by the server")],
+                security=[],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                                "required": ["username", "password"],
+                            }
+                        }
+                    },
+                },
+            )
+        },
+        "/ping": {"get": _op("true while Redis answers (503 and false when it does not)", security=[])},
+        "/streams/": {
+            "get": _op("Sorted stream ids, or info objects", [_query("info", "boolean", "return info objects")])
+        },
+        "/streams/{sid}": {
+            "get": _op(
+                "Stream info: sid, meta, XINFO STREAM fields",
+                [_SID, _query("report_error", "boolean", "400 when the stream is missing")],
+            ),
+            "put": _op(
+                "Merge (or with override replace) the stream's metadata",
+                [_SID, _query("override", "boolean", "replace instead of merge")],
+                requestBody={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            ),
+            "delete": _op("Delete stream(s) ('a+b') and their metadata", [_SID]),
+        },
+    },
+}

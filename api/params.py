@@ -1,0 +1,34 @@
+"""Query parameters as the original server read them (FastAPI's bool and int parsing)."""
+
+from __future__ import annotations
+
+from starlette.datastructures import QueryParams
+from starlette.exceptions import HTTPException
+
+_TRUE = {"1", "true", "on", "yes", "t", "y"}
+_FALSE = {"0", "false", "off", "no", "f", "n"}
+
+
+def flag(query: QueryParams, name: str, default: bool = False) -> bool:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise HTTPException(400, f"query parameter {name!r} must be a boolean, not {value!r}")
+
+
+def integer(query: QueryParams, name: str, default: int, minimum: int = 0) -> int:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise HTTPException(400, f"query parameter {name!r} must be an integer") from None
+    if number < minimum:
+        raise HTTPException(400, f"query parameter {name!r} must be at least {minimum}")
+    return number

@@ -1,0 +1,82 @@
+"""/ping and /streams: health and stream metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api.params import flag
+from api.security import authenticated_user, runtime_of
+from engine.ids import check_stream_id, split_stream_ids
+from engine.store import StreamMissing
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def ping(request: Request) -> Response:
+    """``true`` while Redis answers; ``false`` with 503 when it does not."""
+    try:
+        await runtime_of(request).redis.ping()
+    except (RedisError, OSError):
+        return ORJSONResponse(False, status_code=503)
+    return ORJSONResponse(True)
+
+
+async def list_streams(request: Request) -> Response:
+    authenticated_user(request)
+    catalog = runtime_of(request).catalog
+    sids = await catalog.stream_ids()
+    if not flag(request.query_params, "info"):
+        return ORJSONResponse(sids)
+    infos = []
+    for sid in sids:
+        infos.append(await _info_or_error(request, sid))
+    return ORJSONResponse(infos)
+
+
+async def _info_or_error(request: Request, sid: str) -> dict[str, Any]:
+    catalog = runtime_of(request).catalog
+    try:
+        return await catalog.info(sid)
+    except StreamMissing as missing:
+        return {"sid": sid, "meta": await catalog.meta(sid), "error": str(missing)}
+
+
+async def stream(request: Request) -> Response:
+    authenticated_user(request)
+    segment: str = request.path_params["sid"]
+    if request.method == "DELETE":
+        sids = split_stream_ids(segment)
+        deleted = await runtime_of(request).catalog.delete(sids)
+        return ORJSONResponse({"deleted": sids, "keys_removed": deleted})
+    sid = segment
+    check_stream_id(sid)
+    if request.method == "PUT":
+        return await _put_meta(request, sid)
+    if flag(request.query_params, "report_error"):
+        try:
+            return ORJSONResponse(await runtime_of(request).catalog.info(sid))
+        except StreamMissing as missing:
+            raise HTTPException(400, str(missing)) from None
+    return ORJSONResponse(await _info_or_error(request, sid))
+
+
+async def _put_meta(request: Request, sid: str) -> Response:
+    body = await request.body()
+    try:
+        update = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError as error:
+        raise HTTPException(400, f"metadata must be a JSON object: {error}") from None
+    if not isinstance(update, dict):
+        raise HTTPException(400, "metadata must be a JSON object")
+    override = flag(request.query_params, "override")
+    stored = await runtime_of(request).catalog.put_meta(sid, update, override)
+    return ORJSONResponse(stored)

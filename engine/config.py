@@ -1,0 +1,155 @@
+"""Engine configuration: one dataclass, filled from flags, then PTG_* variables, then defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration option: its flag, its environment variable and how to read it."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Any = str
+    extra_env: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "PTG_" + self.name.upper()
+
+
+def _auth_mode(value: str) -> str:
+    if value not in ("dev", "production"):
+        raise ValueError(f"auth must be 'dev' or 'production', not {value!r}")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"must be a positive integer, not {value!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port must be within 0..65535, not {value!r}")
+    return number
+
+
+def _log_level(value: str) -> str:
+    level = value.lower()
+    if level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        raise ValueError(f"unknown log level {value!r}")
+    return level
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "127.0.0.1", "address to listen on"),
+    Option("port", 7890, "TCP port for HTTP and WebSocket (one port for both)", _port),
+    Option(
+        "redis_url",
+        None,
+        "Redis to use (redis://, rediss://, unix://); none: start a private "
+        "redis-server inside the data dir and stop it on exit",
+        extra_env=("REDIS_URL",),
+    ),
+    Option("data_dir", "./data", "directory for the embedded Redis, the token secret and users"),
+    Option(
+        "auth",
+        "dev",
+        "dev: any user whose password equals the name gets a token; "
+        "production: users from <data-dir>/users.json only",
+        _auth_mode,
+    ),
+    Option("secret", None, "token signing secret; none: generated once into <data-dir>/secret"),
+    Option("token_lifetime", 7 * 24 * 3600, "longest lifetime of a /token token, seconds",
+           _positive_int),
+    Option("max_len", 1000, "default MAXLEN ~ of a stream without its own max_len metadata",
+           _positive_int),
+    Option("max_message_size", 64 * MIB, "largest WebSocket message accepted, bytes",
+           _positive_int),
+    Option("ssl_certfile", None, "TLS certificate (PEM); with --ssl-keyfile enables HTTPS/WSS"),
+    Option("ssl_keyfile", None, "TLS private key (PEM)"),
+    Option("workers", 1, "engine processes sharing the port (SO_REUSEPORT)", _positive_int),
+    Option("log_level", "info", "critical, error, warning, info, debug or trace", _log_level),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a running engine needs to know; built once per process."""
+
+    host: str = "127.0.0.1"
+    port: int = 7890
+    redis_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: Path("./data"))
+    auth: str = "dev"
+    secret: str | None = None
+    token_lifetime: int = 7 * 24 * 3600
+    max_len: int = 1000
+    max_message_size: int = 64 * MIB
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    workers: int = 1
+    log_level: str = "info"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.ssl_certfile and self.ssl_keyfile)
+
+
+class ConfigError(ValueError):
+    """A flag or environment variable with a value the engine cannot use."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per option; defaults stay None so that env and defaults can fill in."""
+    for option in OPTIONS:
+        envs = ", ".join((option.env, *option.extra_env))
+        default = "none" if option.default is None else option.default
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            help=f"{option.help} [env {envs}; default {default}]",
+        )
+
+
+def resolve(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """Build a Config: a flag wins over its variable, a variable over the default."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = args.get(option.name)
+        source = option.flag
+        if raw is None:
+            for env in (option.env, *option.extra_env):
+                if environ.get(env):
+                    raw, source = environ[env], env
+                    break
+        if raw is None:
+            values[option.name] = option.default
+            continue
+        try:
+            values[option.name] = option.parse(raw)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+    values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
+    if bool(values["ssl_certfile"]) != bool(values["ssl_keyfile"]):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile must be given together")
+    return Config(**values)

@@ -1,0 +1,47 @@
+"""What one engine process holds while it serves: connections, catalog, token signer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.auth import TokenSigner, load_or_create_secret
+from engine.config import Config
+from engine.redis.connect import control_client, wait_until_reachable
+from engine.store import StreamCatalog
+from engine.users import UsersFile, dev_login_ok
+from redis.asyncio import Redis
+
+
+@dataclass
+class Runtime:
+    """Per-process state. Nothing here is needed by another process: any engine
+    process (or host) in front of the same Redis serves any request."""
+
+    config: Config
+    redis_url: str
+    redis: Redis
+    catalog: StreamCatalog
+    signer: TokenSigner
+    users: UsersFile
+
+    @classmethod
+    async def open(cls, config: Config, redis_url: str) -> Runtime:
+        redis = control_client(redis_url)
+        await wait_until_reachable(redis, redis_url)
+        secret = config.secret or load_or_create_secret(config.data_dir)
+        return cls(
+            config=config,
+            redis_url=redis_url,
+            redis=redis,
+            catalog=StreamCatalog(redis, config.max_len),
+            signer=TokenSigner(secret, config.token_lifetime),
+            users=UsersFile(config.data_dir),
+        )
+
+    def login_ok(self, user: str, password: str) -> bool:
+        if self.config.auth == "dev":
+            return dev_login_ok(user, password)
+        return self.users.check(user, password)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,101 @@
+"""Process lifecycle: the embedded Redis, uvicorn with the one-port front, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import signal
+from dataclasses import replace
+from types import FrameType
+
+import uvicorn
+
+from engine.auth import load_or_create_secret
+from engine.config import OPTIONS, Config
+from engine.front import FrontProtocol
+from engine.logs import logging_config
+from engine.redis.embedded import EmbeddedRedis
+
+log = logging.getLogger("engine")
+
+# Open sockets get this long to finish after SIGINT/SIGTERM before they are cut.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def uvicorn_config(config: Config) -> uvicorn.Config:
+    """uvicorn settings for the engine: the front protocol, uvloop, no uvicorn WebSockets."""
+    from api.app import create_app
+
+    many = config.workers > 1
+    return uvicorn.Config(
+        # Worker processes are spawned, so they build the app from PTG_* variables.
+        "api.app:create_app" if many else create_app(config),
+        factory=many,
+        host=config.host,
+        port=config.port,
+        http=FrontProtocol,
+        ws="none",
+        loop="uvloop",
+        lifespan="on",
+        workers=config.workers,
+        log_config=logging_config(config.log_level),
+        log_level=config.log_level,
+        access_log=config.log_level in ("debug", "trace"),
+        ssl_certfile=config.ssl_certfile,
+        ssl_keyfile=config.ssl_keyfile,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def export_to_environment(config: Config) -> None:
+    """Hand the resolved configuration to spawned worker processes."""
+    for option in OPTIONS:
+        value = getattr(config, option.name)
+        if value is None:
+            os.environ.pop(option.env, None)
+        else:
+            os.environ[option.env] = str(value)
+
+
+class Stopped(Exception):
+    """SIGTERM arrived: unwind so that the embedded Redis is stopped in order."""
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped
+
+
+def run(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM; the embedded Redis (if any) stops after the engine."""
+    logging.config.dictConfig(logging_config(config.log_level))
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again
+    # with the previous handler: make that handler unwind instead of killing.
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    embedded: EmbeddedRedis | None = None
+    try:
+        if not config.redis_url:
+            embedded = EmbeddedRedis(config.data_dir).start()
+            config = replace(config, redis_url=embedded.url)
+        if not config.secret:
+            load_or_create_secret(config.data_dir)  # once, before any worker reads it
+        export_to_environment(config)
+        scheme = "https" if config.tls else "http"
+        log.info(
+            "engine serving %s://%s:%d (WebSockets on the same port), Redis at %s",
+            scheme, config.host, config.port, "embedded" if embedded else config.redis_url,
+        )
+        server_config = uvicorn_config(config)
+        if config.workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            sock = server_config.bind_socket()
+            Multiprocess(server_config, target=uvicorn.Server(server_config).run, sockets=[sock]).run()
+        else:
+            uvicorn.Server(server_config).run()
+    except Stopped:
+        log.info("stopped by SIGTERM")
+    finally:
+        if embedded is not None:
+            embedded.stop()
