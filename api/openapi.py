@@ -13,12 +13,21 @@ _SID = {
     "description": "stream id; several joined by '+' where noted",
     "schema": {"type": "string"},
 }
-_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_JSON = {"content": {"application/json": {"schema": {}}}}
+_ERROR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_JSON: dict[str, Any] = {"content": {"application/json": {"schema": {}}}}
 
 
 def _query(name: str, kind: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": kind}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": kind},
+    }
 
 
 def _op(summary: str, params: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
@@ -60,7 +69,10 @@ SPEC: dict[str, Any] = {
                         "application/x-www-form-urlencoded": {
                             "schema": {
                                 "type": "object",
-                                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                                "properties": {
+                                    "username": {"type": "string"},
+                                    "password": {"type": "string"},
+                                },
                                 "required": ["username", "password"],
                             }
                         }
@@ -70,7 +82,9 @@ SPEC: dict[str, Any] = {
         },
         "/ping": {"get": _op("true while Redis answers (503 and false when it does not)", security=[])},
         "/streams/": {
-            "get": _op("Sorted stream ids, or info objects", [_query("info", "boolean", "return info objects")])
+            "get": _op(
+                "Sorted stream ids, or info objects", [_query("info", "boolean", "return info objects")]
+            )
         },
         "/streams/{sid}": {
             "get": _op(
@@ -80,7 +94,10 @@ SPEC: dict[str, Any] = {
             "put": _op(
                 "Merge (or with override replace) the stream's metadata",
                 [_SID, _query("override", "boolean", "replace instead of merge")],
-                requestBody={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
             ),
             "delete": _op("Delete stream(s) ('a+b') and their metadata", [_SID]),
         },

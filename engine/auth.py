@@ -65,6 +65,8 @@ class TokenSigner:
             raise AuthError("token expired") from None
         except jwt.InvalidSignatureError:
             raise AuthError("token signature is invalid") from None
+        except jwt.InvalidAlgorithmError:
+            raise AuthError(f"token algorithm must be {ALGORITHM}") from None
         except jwt.InvalidTokenError as error:
             raise AuthError(f"invalid token: {error}") from None
         user = claims["sub"]
@@ -73,9 +75,7 @@ class TokenSigner:
         return user
 
 
-def find_token(
-    query: Mapping[str, str], headers: Mapping[str, str], cookies: Mapping[str, str]
-) -> str:
+def find_token(query: Mapping[str, str], headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
     """The token of a request: ``token`` query parameter, else ``Authorization: Bearer``,
     else the ``authorization`` cookie (first match wins). Header names are lower-case."""
     token = query.get("token")

@@ -28,9 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", parents=[common], help="print a signed token for scripts")
     token.add_argument("--user", required=True, help="user name to put in the token")
     token.add_argument("--days", type=float, default=30.0, help="lifetime in days (default 30)")
-    adduser = commands.add_parser(
-        "adduser", parents=[common], help="add or update a user of production mode"
-    )
+    adduser = commands.add_parser("adduser", parents=[common], help="add or update a user of production mode")
     adduser.add_argument("name", help="user name")
     adduser.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from picows import WSAutoPingStrategy, WSCloseCode
-from picows.picows import WSProtocol
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -36,10 +36,17 @@ class TrackedWSProtocol(WSProtocol):  # type: ignore[misc]
 
     def __init__(self, router: WebSocketRouter, max_frame_size: int, connections: set[Any]):
         super().__init__(
-            None, None, False, router, picows_log,
+            None,
+            None,
+            False,
+            router,
+            picows_log,
             True,  # disconnect on an exception in a listener
             WS_HANDSHAKE_TIMEOUT_SECONDS,
-            False, 20.0, 20.0, WSAutoPingStrategy.PING_WHEN_IDLE,  # no auto ping
+            False,
+            20.0,
+            20.0,
+            WSAutoPingStrategy.PING_WHEN_IDLE,  # no auto ping
             True,  # answer pings
             max_frame_size,
             None,
@@ -83,7 +90,7 @@ class FrontProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio.Transport.
         self.transport = transport  # type: ignore[assignment]
-        self.server_state.connections.add(self)
+        self.server_state.connections.add(self)  # type: ignore[arg-type]  # duck-typed: shutdown()
         self.timeout = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self.shutdown)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -116,9 +123,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def _refuse(self, status: bytes) -> None:
         assert self.transport is not None
-        self.transport.write(
-            b"HTTP/1.1 " + status + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-        )
+        self.transport.write(b"HTTP/1.1 " + status + b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
         self.transport.close()
         self._forget()
 

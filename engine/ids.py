@@ -11,16 +11,14 @@ META_PREFIX = "XMETA:"
 __all__ = ["META_PREFIX", "InvalidStreamId", "check_stream_id", "meta_key", "split_stream_ids"]
 
 
-def split_stream_ids(segment: str, *, decoded: bool = True, allow_any: bool = False) -> list[str]:
-    """The stream ids named by one path segment.
+def split_stream_ids(segment: str, *, decoded: bool = True) -> list[str]:
+    """The stream ids named by one path segment (``*`` is an ordinary id here; the
+    push endpoint gives a lone ``*`` its routing meaning).
 
     ``decoded`` says whether the server already percent-decoded the segment
-    (Starlette does; picows hands the raw request target). ``allow_any``
-    accepts the lone ``*`` of push routing.
+    (Starlette does; picows hands the raw request target).
     """
     text = segment if decoded else unquote(segment, errors="strict")
-    if allow_any and text == "*":
-        return ["*"]
     sids = text.split("+")
     for sid in sids:
         check_stream_id(sid)

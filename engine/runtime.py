@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
-from engine.redis.connect import control_client, wait_until_reachable
+from engine.redis.connect import control_client
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
-from redis.asyncio import Redis
 
 
 @dataclass
@@ -27,7 +28,6 @@ class Runtime:
     @classmethod
     async def open(cls, config: Config, redis_url: str) -> Runtime:
         redis = control_client(redis_url)
-        await wait_until_reachable(redis, redis_url)
         secret = config.secret or load_or_create_secret(config.data_dir)
         return cls(
             config=config,

@@ -15,6 +15,7 @@ from engine.auth import load_or_create_secret
 from engine.config import OPTIONS, Config
 from engine.front import FrontProtocol
 from engine.logs import logging_config
+from engine.redis.connect import wait_until_reachable
 from engine.redis.embedded import EmbeddedRedis
 
 log = logging.getLogger("engine")
@@ -78,20 +79,25 @@ def run(config: Config) -> None:
         if not config.redis_url:
             embedded = EmbeddedRedis(config.data_dir).start()
             config = replace(config, redis_url=embedded.url)
+        assert config.redis_url is not None
+        wait_until_reachable(config.redis_url)
         if not config.secret:
             load_or_create_secret(config.data_dir)  # once, before any worker reads it
         export_to_environment(config)
         scheme = "https" if config.tls else "http"
         log.info(
             "engine serving %s://%s:%d (WebSockets on the same port), Redis at %s",
-            scheme, config.host, config.port, "embedded" if embedded else config.redis_url,
+            scheme,
+            config.host,
+            config.port,
+            "embedded" if embedded else config.redis_url,
         )
         server_config = uvicorn_config(config)
         if config.workers > 1:
             from uvicorn.supervisors import Multiprocess
 
             sock = server_config.bind_socket()
-            Multiprocess(server_config, target=uvicorn.Server(server_config).run, sockets=[sock]).run()
+            Multiprocess(server_config, sockets=[sock]).run()
         else:
             uvicorn.Server(server_config).run()
     except Stopped:

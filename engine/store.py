@@ -44,7 +44,7 @@ class StreamCatalog:
         async for key in self.redis.scan_iter(count=1000, _type="stream"):
             found.add(_text(key))
         async for key in self.redis.scan_iter(match=META_PREFIX + "*", count=1000):
-            found.add(_text(key)[len(META_PREFIX):])
+            found.add(_text(key)[len(META_PREFIX) :])
         return sorted(found)
 
     async def meta(self, sid: str) -> dict[str, Any] | None:
@@ -55,7 +55,7 @@ class StreamCatalog:
         """Info object: sid, meta, XINFO STREAM fields with entries as ids, and their times."""
         meta = await self.meta(sid)
         try:
-            raw = await self.redis.execute_command("XINFO", "STREAM", sid)
+            raw = await self.redis.execute_command("XINFO", "STREAM", sid)  # type: ignore[no-untyped-call]
         except ResponseError as error:
             if "no such key" not in str(error):
                 raise
@@ -81,7 +81,7 @@ class StreamCatalog:
                     stored = None if override else await pipe.get(key)
                     merged = {} if stored is None else _as_object(stored)
                     merged.update(update)
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, orjson.dumps(merged))
                     await pipe.execute()
                     return merged
@@ -106,7 +106,7 @@ class StreamCatalog:
         return self.default_max_len
 
 
-def _as_object(raw: bytes) -> dict[str, Any]:
+def _as_object(raw: bytes | str) -> dict[str, Any]:
     # Metadata written by other tools may not be a JSON object; show it rather than fail.
     try:
         value = orjson.loads(raw)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 
+import redis
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 log = logging.getLogger("engine.redis")
 
@@ -24,19 +24,26 @@ def describe(url: str) -> str:
     return scheme + sep + rest
 
 
-async def wait_until_reachable(
-    redis: Redis, url: str, first_delay: float = 0.1, max_delay: float = 5.0
-) -> None:
-    """PING until Redis answers: one log line per failed try, doubling the delay."""
+def wait_until_reachable(url: str, first_delay: float = 0.1, max_delay: float = 5.0) -> None:
+    """PING until Redis answers: one log line per failed try, doubling the delay.
+
+    Runs before the server starts (blocking, so SIGINT/SIGTERM end it at once).
+    """
     delay = first_delay
-    while True:
-        try:
-            await redis.ping()
-            return
-        except (RedisError, OSError) as error:
-            log.warning(
-                "Redis at %s is not reachable (%s); retrying in %.1f s",
-                describe(url), error or type(error).__name__, delay,
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except (redis.RedisError, OSError) as error:
+                log.warning(
+                    "Redis at %s is not reachable (%s); retrying in %.1f s",
+                    describe(url),
+                    error or type(error).__name__,
+                    delay,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay)
+    finally:
+        client.close()

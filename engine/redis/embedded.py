@@ -90,15 +90,24 @@ class EmbeddedRedis:
         log_path = self.redis_dir / "redis.log"
         command = [
             binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.redis_dir.resolve()),
-            "--appendonly", "yes",
-            "--appendfilename", "engine.aof",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(log_path.resolve()),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.redis_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--appendfilename",
+            "engine.aof",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(log_path.resolve()),
         ]
         log.info("starting embedded redis-server (%s) on %s", binary, self.socket_path)
         try:
@@ -144,8 +153,7 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise EmbeddedRedisError(
-                    f"redis-server exited with code {self.process.returncode}: "
-                    f"{_tail(log_path)}"
+                    f"redis-server exited with code {self.process.returncode}: {_tail(log_path)}"
                 )
             if self._answers_ping():
                 return

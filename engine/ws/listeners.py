@@ -5,7 +5,7 @@ from __future__ import annotations
 from picows import WSCloseCode, WSListener, WSTransport
 
 
-class ClosingListener(WSListener):  # type: ignore[misc]
+class ClosingListener(WSListener):
     """Completes the handshake, then closes at once with a code and a reason.
 
     Used where the protocol asks for a close code rather than an HTTP status

@@ -83,7 +83,7 @@ class WebSocketRouter:
         _normalize_connection_header(request)
         try:
             raw_segment = parts[2].encode("latin-1").decode("utf-8")
-            sids = split_stream_ids(raw_segment, decoded=False, allow_any=parts[3] == "push")
+            sids = split_stream_ids(raw_segment, decoded=False)
         except (InvalidStreamId, UnicodeDecodeError) as error:
             return ClosingListener(WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}")
         return self.endpoints[parts[3]](self.runtime, sids, query, user)

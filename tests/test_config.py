@@ -1,0 +1,89 @@
+"""Configuration: flags over PTG_* variables over defaults; clear errors; --help covers all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import build_parser
+from engine.config import OPTIONS, ConfigError, resolve
+from tests.conftest import ROOT
+
+
+def config_from(argv: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return resolve(vars(build_parser().parse_args(["serve", *argv])), env or {})
+
+
+def test_defaults() -> None:
+    config = config_from([])
+    assert (config.host, config.port, config.auth, config.max_len) == ("127.0.0.1", 7890, "dev", 1000)
+    assert config.max_message_size == 64 * 1024 * 1024
+    assert config.redis_url is None
+    assert config.data_dir == Path("./data").resolve()
+    assert not config.tls
+
+
+def test_every_option_reads_its_variable_and_the_flag_wins() -> None:
+    env = {
+        "PTG_PORT": "9000",
+        "PTG_MAX_LEN": "50",
+        "PTG_AUTH": "production",
+        "PTG_DATA_DIR": "/tmp/x",
+        "PTG_LOG_LEVEL": "DEBUG",
+    }
+    config = config_from([], env)
+    assert (config.port, config.max_len, config.auth, config.log_level) == (9000, 50, "production", "debug")
+    assert config.data_dir == Path("/tmp/x")
+    assert config_from(["--port", "9100"], env).port == 9100
+
+
+def test_plain_redis_url_is_read_as_the_original_did() -> None:
+    assert config_from([], {"REDIS_URL": "redis://h:1/0"}).redis_url == "redis://h:1/0"
+    both = {"REDIS_URL": "redis://h:1/0", "PTG_REDIS_URL": "redis://p:2/0"}
+    assert config_from([], both).redis_url == "redis://p:2/0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "70000"], "--port: port must be within"),
+        (["--port", "x"], "--port"),
+        (["--auth", "open"], "--auth: auth must be 'dev' or 'production'"),
+        (["--max-len", "0"], "--max-len: must be a positive integer"),
+        (["--log-level", "loud"], "unknown log level"),
+        (["--ssl-certfile", "c.pem"], "must be given together"),
+    ],
+)
+def test_bad_values_are_clear_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from(argv)
+
+
+def test_bad_variable_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="PTG_WORKERS"):
+        config_from([], {"PTG_WORKERS": "-1"})
+
+
+def test_help_explains_every_option_and_its_variable() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    flat = " ".join(out.split())
+    for option in OPTIONS:
+        assert option.flag in flat
+        assert option.env in flat
+
+
+def test_cli_reports_a_bad_value_without_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "--port", "99999"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --port: port must be within 0..65535, not '99999'"

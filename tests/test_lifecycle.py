@@ -1,0 +1,131 @@
+"""The engine's own Redis: started, kept across restarts, never left behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from engine.redis.embedded import EmbeddedRedis, EmbeddedRedisError
+from tests.conftest import ROOT, EngineProcess, free_port
+
+
+def redis_children(engine: EngineProcess) -> list[psutil.Process]:
+    assert engine.process is not None
+    return [
+        child for child in psutil.Process(engine.process.pid).children() if "redis-server" in child.name()
+    ]
+
+
+def gone(process: psutil.Process, timeout: float = 10.0) -> bool:
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_engine_stops_its_redis_and_a_restart_keeps_metadata(tmp_path: Path, sig: int) -> None:
+    engine = EngineProcess(tmp_path / "data").start()
+    [redis_process] = redis_children(engine)
+    token = engine.token()
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.put(f"{engine.base_url}/streams/kept", json={"fps": 30}, headers=auth).status_code == 200
+
+    assert engine.stop(sig) == 0
+    assert gone(redis_process)
+    assert "embedded redis-server stopped" in engine.log()
+    assert "Traceback" not in engine.log()
+
+    again = EngineProcess(tmp_path / "data").start()
+    try:
+        # the secret is kept too: the old token still works
+        info = httpx.get(f"{again.base_url}/streams/kept", headers=auth).json()
+        assert info["meta"] == {"fps": 30}
+    finally:
+        again.stop()
+
+
+def test_a_killed_engine_takes_its_redis_with_it(tmp_path: Path) -> None:
+    engine = EngineProcess(tmp_path / "data").start()
+    [redis_process] = redis_children(engine)
+    engine.stop(signal.SIGKILL)
+    assert gone(redis_process), "redis-server outlived a SIGKILLed engine"
+
+
+def test_unreachable_redis_is_retried_with_one_line_each_and_no_traceback(tmp_path: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    engine = EngineProcess(tmp_path / "data", dead).start(wait=False)
+    try:
+        deadline = time.monotonic() + 15
+        while engine.log().count("retrying in") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        engine.stop()
+    log = engine.log()
+    assert log.count("is not reachable") >= 3
+    assert "retrying in 0.1 s" in log and "retrying in 0.2 s" in log
+    assert "Traceback" not in log
+
+
+def test_a_second_engine_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path), pytest.raises(EmbeddedRedisError, match="in use by another engine"):
+        EmbeddedRedis(tmp_path).start()
+
+
+def test_a_missing_redis_binary_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddedRedisError, match="cannot run"):
+        EmbeddedRedis(tmp_path, binary=str(tmp_path / "no-such-redis")).start()
+
+
+def test_cli_token_is_accepted_by_the_server(engine: EngineProcess) -> None:
+    token = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "token",
+            "--user",
+            "robot",
+            "--days",
+            "2",
+            "--data-dir",
+            str(engine.data_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    response = httpx.get(f"{engine.base_url}/streams/", params={"token": token})
+    assert response.status_code == 200
+
+
+def test_production_mode_uses_the_users_file_and_refuses_dev_logins(tmp_path: Path, redis_url: str) -> None:
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, "-m", "engine", "adduser", "alice", "--password-stdin", "--data-dir", str(data)],
+        cwd=ROOT,
+        input="s3cret-pass\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    assert (data / "users.json").stat().st_mode & 0o777 == 0o600
+    engine = EngineProcess(data, redis_url, ["--auth", "production"]).start()
+    try:
+        post = lambda user, password: httpx.post(  # noqa: E731
+            f"{engine.base_url}/token", data={"username": user, "password": password}
+        )
+        assert post("alice", "s3cret-pass").status_code == 200
+        assert post("alice", "wrong").status_code == 401
+        assert post("test", "test").status_code == 401
+    finally:
+        engine.stop()

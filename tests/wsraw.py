@@ -1,0 +1,63 @@
+"""A raw WebSocket handshake over a socket, to see exactly what the server answers."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+
+
+def handshake(
+    port: int, target: str, extra_headers: dict[str, str] | None = None, connection: str = "Upgrade"
+) -> tuple[int, dict[str, str], bytes, socket.socket]:
+    """Send an upgrade request; return (status, headers, bytes after the head, socket)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {target} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        f"Connection: {connection}",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *(f"{name}: {value}" for name, value in (extra_headers or {}).items()),
+    ]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, rest, sock
+
+
+def read_close_frame(sock: socket.socket, already: bytes = b"") -> tuple[int, str]:
+    """Read server frames until a close frame; return its code and reason."""
+    data = already
+    while True:
+        while len(data) < 2:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed without a close frame")
+            data += chunk
+        opcode, length = data[0] & 0x0F, data[1] & 0x7F
+        offset = 2
+        if length == 126:
+            length, offset = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, offset = int.from_bytes(data[2:10], "big"), 10
+        while len(data) < offset + length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-frame")
+            data += chunk
+        payload, data = data[offset : offset + length], data[offset + length :]
+        if opcode == 0x8:
+            return int.from_bytes(payload[:2], "big"), payload[2:].decode()
