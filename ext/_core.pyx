@@ -6,3 +6,4 @@ share C-level functions without cross-module calls.
 """
 
 include "stream_id.pxi"
+include "key_slot.pxi"
