@@ -6,4 +6,6 @@ share C-level functions without cross-module calls.
 """
 
 include "stream_id.pxi"
+include "decimal_text.pxi"
 include "key_slot.pxi"
+include "resp_writer.pxi"
