@@ -56,6 +56,8 @@ async def stream(request: Request) -> Response:
     if request.method == "DELETE":
         sids = split_stream_ids(segment)
         deleted = await runtime_of(request).catalog.delete(sids)
+        for deleted_sid in sids:
+            runtime_of(request).maxlens.forget(deleted_sid)
         return ORJSONResponse({"deleted": sids, "keys_removed": deleted})
     sid = segment
     check_stream_id(sid)
@@ -79,4 +81,5 @@ async def _put_meta(request: Request, sid: str) -> Response:
         raise HTTPException(400, "metadata must be a JSON object")
     override = flag(request.query_params, "override")
     stored = await runtime_of(request).catalog.put_meta(sid, update, override)
+    runtime_of(request).maxlens.update(sid, stored)
     return ORJSONResponse(stored)

@@ -1,3 +1,9 @@
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from picows import WSListener
+
 from typing_extensions import Buffer
 
 class InvalidStreamId(ValueError): ...
@@ -19,3 +25,91 @@ class RespWriter:
     def pending_bytes(self) -> int: ...
     @property
     def command_count(self) -> int: ...
+
+# batch_header.pxi
+OffsetsName = Literal["auto", "start", "end"]
+RouteModeName = Literal["single", "any", "listed"]
+
+class BatchHeaderError(ValueError):
+    reason: str
+    close_code: int
+    def __init__(self, reason: str, close_code: int = 1007) -> None: ...
+
+class BatchRoute:
+    def __init__(self, mode: RouteModeName, sids: Iterable[str] = ()) -> None: ...
+    @property
+    def mode(self) -> RouteModeName: ...
+    @property
+    def keys(self) -> tuple[bytes, ...]: ...
+
+class BatchHeader:
+    @property
+    def count(self) -> int: ...
+    @property
+    def offsets(self) -> Literal["start", "end"]: ...
+    def __len__(self) -> int: ...
+    def start(self, i: int) -> int: ...
+    def end(self, i: int) -> int: ...
+    def key(self, i: int) -> bytes: ...
+    def entry_id(self, i: int) -> bytes: ...
+    def entries(self) -> list[tuple[bytes, bytes, int, int]]: ...
+
+def parse_batch_header(
+    header: str | Buffer,
+    blob_len: int,
+    offsets: OffsetsName = "auto",
+    route_mode: RouteModeName = "single",
+    route_sids: Iterable[str] = (),
+) -> BatchHeader: ...
+
+# -- Redis ingest connection (ext/redis_pipe.pxi) ---------------------------
+
+class RedisUnavailable(ConnectionError): ...
+
+class PendingBatch:
+    owner: Any
+    expected: int
+    received: int
+    replies: list[Any] | None
+    error: Exception | None
+    nbytes: int
+    future: asyncio.Future[Any] | None
+    tag: Any
+
+class RedisPipe(asyncio.BufferedProtocol):
+    connected: bool
+    in_flight_bytes: int
+    high_water: int
+    low_water: int
+    overloaded: bool
+    pending_batches: int
+    def __init__(
+        self,
+        on_lost: Callable[[str], None] | None = None,
+        high_water: int = ...,
+        low_water: int = ...,
+        by_reference_threshold: int = ...,
+    ) -> None: ...
+    async def call(self, *arguments: bytes | str | int) -> Any: ...
+    def xadd_many(
+        self, entries: Iterable[tuple[bytes, bytes, bytes, int]]
+    ) -> asyncio.Future[list[bytes]]: ...
+    def close(self) -> None: ...
+
+# -- producer sockets (ext/push_session.pxi) --------------------------------
+
+class PushSession(WSListener):
+    entries_stored: int
+    bytes_stored: int
+    def __init__(
+        self,
+        link: Any,
+        maxlens: dict[bytes, int],
+        load_maxlens: Callable[[list[bytes]], Any],
+        route: BatchRoute,
+        batch_mode: bool,
+        ack: bool,
+        offsets: str,
+        max_message_size: int,
+    ) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...

@@ -8,7 +8,9 @@ from redis.asyncio import Redis
 
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
+from engine.maxlen import MaxLenCache
 from engine.redis.connect import control_client
+from engine.redis.ingest import IngestLink
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
 
@@ -24,18 +26,26 @@ class Runtime:
     catalog: StreamCatalog
     signer: TokenSigner
     users: UsersFile
+    ingest: IngestLink
+    maxlens: MaxLenCache
 
     @classmethod
     async def open(cls, config: Config, redis_url: str) -> Runtime:
         redis = control_client(redis_url)
         secret = config.secret or load_or_create_secret(config.data_dir)
+        ingest = IngestLink(redis_url)
+        await ingest.connect()
+        maxlens = MaxLenCache(redis, config.max_len)
+        maxlens.start()
         return cls(
             config=config,
             redis_url=redis_url,
             redis=redis,
-            catalog=StreamCatalog(redis, config.max_len),
+            catalog=StreamCatalog(redis),
             signer=TokenSigner(secret, config.token_lifetime),
             users=UsersFile(config.data_dir),
+            ingest=ingest,
+            maxlens=maxlens,
         )
 
     def login_ok(self, user: str, password: str) -> bool:
@@ -44,4 +54,6 @@ class Runtime:
         return self.users.check(user, password)
 
     async def close(self) -> None:
+        await self.maxlens.stop()
+        await self.ingest.close()
         await self.redis.aclose()

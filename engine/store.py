@@ -34,9 +34,8 @@ class StreamMissing(LookupError):
 class StreamCatalog:
     """What the REST API and the push path ask about streams."""
 
-    def __init__(self, redis: Redis, default_max_len: int):
+    def __init__(self, redis: Redis):
         self.redis = redis
-        self.default_max_len = default_max_len
 
     async def stream_ids(self) -> list[str]:
         """Streams that hold entries or metadata, sorted."""
@@ -96,14 +95,6 @@ class StreamCatalog:
             removed += await self.redis.delete(sid)
             removed += await self.redis.delete(meta_key(sid))
         return removed
-
-    async def max_len(self, sid: str) -> int:
-        """The stream's ``max_len`` metadata when it is a positive integer, else the default."""
-        meta = await self.meta(sid)
-        value = meta.get("max_len") if meta else None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        return self.default_max_len
 
 
 def _as_object(raw: bytes | str) -> dict[str, Any]:

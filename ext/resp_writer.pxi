@@ -147,6 +147,11 @@ cdef class RespWriter:
         self._chunked_bytes += length
         return 0
 
+    cdef inline bint has_references(self) noexcept:
+        """Whether a framed chunk points into a caller's buffer (write it before
+        that buffer changes). Only reference chunks end an owned chunk early."""
+        return len(self._chunks) > 0
+
     # -- commands ------------------------------------------------------
 
     cdef int append_xadd(self, const char* key, Py_ssize_t key_length,

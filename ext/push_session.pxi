@@ -1,0 +1,318 @@
+# The producer side of a WebSocket: /data/{sid}/push.
+#
+# Every complete message becomes XADD commands framed straight from picows'
+# read buffer into the shared RedisPipe; payloads of at least the writer's
+# threshold are passed by reference and so written before on_ws_frame
+# returns (picows reuses its buffer afterwards). Acks are sent when Redis
+# confirmed every entry of the message, in order.
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+cdef enum HandleResult:
+    HANDLED = 0
+    NEEDS_MAXLEN = 1     # a stream whose max_len is not known yet: wait for it
+
+cdef bytes _COMMA = b","
+
+
+cdef class PushSession(WSListener):
+    """One producer socket. ``link.pipe`` is the current RedisPipe (None while
+    Redis is down); ``maxlens`` maps stream keys to their MAXLEN and
+    ``load_maxlens(keys)`` is a coroutine function that fills it in."""
+
+    cdef object link
+    cdef dict maxlens
+    cdef object load_maxlens
+    cdef BatchRoute route
+    cdef bytes single_key
+    cdef bint batch_mode
+    cdef bint ack
+    cdef OffsetsMode offsets_mode
+    cdef Py_ssize_t max_message_size
+    cdef WSTransport transport
+    cdef bytes header                # batch mode: the header waiting for its blob
+    cdef bytearray fragments         # a fragmented message being reassembled
+    cdef WSMsgType fragments_type
+    cdef list backlog                # messages (type, bytes) held while max_len loads
+    cdef bint waiting
+    cdef object waiting_task
+    cdef Py_ssize_t in_flight        # batches sent and not yet confirmed
+    cdef int close_code              # non-zero once the session decided to close
+    cdef str close_reason
+    cdef readonly Py_ssize_t entries_stored
+    cdef readonly Py_ssize_t bytes_stored
+
+    def __init__(self, link, dict maxlens, load_maxlens, BatchRoute route, bint batch_mode,
+                 bint ack, str offsets, Py_ssize_t max_message_size):
+        self.link = link
+        self.maxlens = maxlens
+        self.load_maxlens = load_maxlens
+        self.route = route
+        self.batch_mode = batch_mode or route._mode != ROUTE_SINGLE
+        self.single_key = route._keys[0] if route._mode == ROUTE_SINGLE else None
+        self.ack = ack
+        self.offsets_mode = offsets_mode_from_name(offsets)
+        self.max_message_size = max_message_size
+        self.backlog = []
+
+    # -- picows callbacks ----------------------------------------------
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self.transport = transport
+        if self.single_key is not None and self.single_key not in self.maxlens:
+            self._wait_for_maxlens([self.single_key])
+        elif self.route._mode == ROUTE_LISTED:
+            missing = [key for key in self.route._keys if key not in self.maxlens]
+            if missing:
+                self._wait_for_maxlens(missing)
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.backlog = []
+        self.fragments = None
+        if self.waiting_task is not None:
+            self.waiting_task.cancel()
+            self.waiting_task = None
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef WSMsgType msg_type = frame.msg_type
+        cdef RedisPipe pipe
+        if self.close_code != 0:
+            return
+        if msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+            return
+        if msg_type == WSMsgType.PING or msg_type == WSMsgType.PONG:
+            return
+        if msg_type == WSMsgType.CONTINUATION or not frame.fin:
+            self._on_fragment(frame)
+            return
+        if self.fragments is not None:
+            self.close(WSCloseCode.PROTOCOL_ERROR, "a new message began inside a fragmented one")
+            return
+        if self.waiting or self.backlog:
+            self.backlog.append((msg_type, frame.get_payload_as_bytes()))
+            return
+        if self._handle(msg_type, frame.payload_ptr, frame.payload_size, None, frame) == NEEDS_MAXLEN:
+            return
+        pipe = self.link.pipe
+        if pipe is not None and (frame.last_in_buffer or pipe.writer.has_references()):
+            pipe.flush()
+
+    # -- messages ---------------------------------------------------------
+
+    cdef int _on_fragment(self, WSFrame frame) except -1:
+        if frame.msg_type != WSMsgType.CONTINUATION:
+            if self.fragments is not None:
+                self.close(WSCloseCode.PROTOCOL_ERROR, "a new message began inside a fragmented one")
+                return 0
+            self.fragments = bytearray()
+            self.fragments_type = frame.msg_type
+        elif self.fragments is None:
+            self.close(WSCloseCode.PROTOCOL_ERROR, "continuation frame without a first frame")
+            return 0
+        if len(self.fragments) + frame.payload_size > self.max_message_size:
+            self.close(WSCloseCode.MESSAGE_TOO_BIG,
+                       f"message larger than the limit of {self.max_message_size} bytes")
+            return 0
+        self.fragments += frame.get_payload_as_memoryview()
+        if not frame.fin:
+            return 0
+        message = bytes(self.fragments)
+        self.fragments = None
+        if self.waiting or self.backlog:
+            self.backlog.append((self.fragments_type, message))
+        elif self._handle(self.fragments_type, message, len(message), message, None) == HANDLED:
+            if self.link.pipe is not None:
+                (<RedisPipe>self.link.pipe).flush()
+        return 0
+
+    cdef HandleResult _handle(self, WSMsgType msg_type, const char* data, Py_ssize_t size,
+                              object owner, WSFrame frame) except *:
+        """One complete message. ``owner`` is a stable object holding ``data``
+        (bytes), or None when ``data`` lives in ``frame``'s read buffer."""
+        if not self.batch_mode:
+            return self._store_single(data, size, owner, frame)
+        if msg_type == WSMsgType.TEXT:
+            if self.header is not None:
+                self.close(CLOSE_INVALID_DATA, "expected the binary batch after its header, got another header")
+                return HANDLED
+            self.header = data[:size]
+            return HANDLED
+        if self.header is None:
+            self.close(CLOSE_INVALID_DATA, "binary message with no header before it (batch mode)")
+            return HANDLED
+        return self._store_batch(data, size, owner, frame)
+
+    cdef HandleResult _store_single(self, const char* data, Py_ssize_t size, object owner,
+                                    WSFrame frame) except *:
+        cdef RedisPipe pipe
+        cdef PendingBatch batch
+        maxlen = self.maxlens.get(self.single_key)
+        if maxlen is None:
+            self._hold(WSMsgType.BINARY, data[:size])
+            self._wait_for_maxlens([self.single_key])
+            return NEEDS_MAXLEN
+        pipe = self._pipe()
+        if pipe is None:
+            return HANDLED
+        if owner is None and size >= pipe.writer.by_reference_threshold:
+            owner = frame.get_payload_as_memoryview()
+        batch = pipe.open_batch(self, self.ack)
+        pipe.writer.append_xadd(self.single_key, len(self.single_key), b"*", 1, maxlen,
+                                data, size, owner, 0)
+        pipe.commit(batch, 1, size)
+        self._sent(pipe)
+        return HANDLED
+
+    cdef HandleResult _store_batch(self, const char* blob, Py_ssize_t size, object owner,
+                                   WSFrame frame) except *:
+        cdef RedisPipe pipe
+        cdef PendingBatch batch
+        cdef BatchHeader parsed
+        cdef Py_ssize_t i, start, end, id_length, key_count
+        cdef bytes key
+        cdef char entry_id[MAX_ENTRY_ID_BYTES]
+        cdef list keys
+        cdef Py_ssize_t* maxlen_of_key
+        try:
+            parsed = parse_batch_header_c(self.header, len(self.header), size,
+                                          self.offsets_mode, self.route)
+        except BatchHeaderError as error:
+            self.close(error.close_code, error.reason)
+            return HANDLED
+        keys = parsed._keys
+        key_count = len(keys)
+        missing = [key for key in keys if key not in self.maxlens]
+        if missing:
+            self._hold(WSMsgType.TEXT, self.header)
+            self.header = None
+            self._hold(WSMsgType.BINARY, blob[:size])
+            self._wait_for_maxlens(missing)
+            return NEEDS_MAXLEN
+        pipe = self._pipe()
+        if pipe is None:
+            return HANDLED
+        if owner is None and size >= pipe.writer.by_reference_threshold:
+            owner = frame.get_payload_as_memoryview()
+        maxlen_of_key = <Py_ssize_t*>PyMem_Malloc(key_count * sizeof(Py_ssize_t))
+        if maxlen_of_key == NULL:
+            raise MemoryError()
+        try:
+            for i in range(key_count):
+                maxlen_of_key[i] = self.maxlens[keys[i]]
+            batch = pipe.open_batch(self, self.ack)
+            for i in range(parsed.count):
+                start = parsed.entry_start(i)
+                end = parsed.entry_end(i)
+                key = <bytes>keys[parsed.key_index(i)]
+                id_length = parsed.write_entry_id(i, entry_id)
+                pipe.writer.append_xadd(key, len(key), entry_id, id_length,
+                                        maxlen_of_key[parsed.key_index(i)],
+                                        blob + start, end - start, owner, start)
+            pipe.commit(batch, parsed.count, size)
+        finally:
+            PyMem_Free(maxlen_of_key)
+        self.header = None
+        self._sent(pipe)
+        return HANDLED
+
+    cdef RedisPipe _pipe(self):
+        pipe = self.link.pipe
+        if pipe is None or not (<RedisPipe>pipe).connected:
+            self.close(WSCloseCode.INTERNAL_ERROR, "Redis is unavailable")
+            return None
+        return <RedisPipe>pipe
+
+    cdef int _sent(self, RedisPipe pipe) except -1:
+        self.in_flight += 1
+        if pipe.overloaded:
+            pipe.hold_producer(self.transport.underlying_transport)
+        return 0
+
+    # -- Redis replies (called by RedisPipe) ----------------------------
+
+    def batch_done(self, PendingBatch batch):
+        self.in_flight -= 1
+        if batch.error is not None:
+            message = str(batch.error)
+            code = CLOSE_INVALID_DATA if "ID" in message else WSCloseCode.INTERNAL_ERROR
+            self.close(code, f"Redis refused an entry: {message}")
+        elif self.close_code == 0:
+            self.entries_stored += batch.expected
+            self.bytes_stored += batch.nbytes
+            if self.ack and not self.transport.is_disconnected:
+                if self.batch_mode:
+                    self.transport.send(WSMsgType.TEXT, _COMMA.join(batch.replies))
+                else:
+                    self.transport.send(WSMsgType.TEXT, batch.replies[0])
+        self._maybe_finish_close()
+
+    def batch_failed(self, PendingBatch batch, str reason):
+        self.in_flight -= 1
+        self.close(WSCloseCode.INTERNAL_ERROR, reason)
+
+    # -- waiting for max_len ----------------------------------------------
+
+    cdef int _hold(self, WSMsgType msg_type, bytes payload) except -1:
+        self.backlog.append((msg_type, payload))
+        return 0
+
+    cdef int _wait_for_maxlens(self, list keys) except -1:
+        if self.waiting:
+            return 0
+        self.waiting = True
+        self.transport.underlying_transport.pause_reading()
+        self.waiting_task = asyncio.get_running_loop().create_task(self._load_then_replay(keys))
+        return 0
+
+    async def _load_then_replay(self, list keys):
+        try:
+            await self.load_maxlens(keys)
+        except Exception as error:  # Redis down or refusing: nothing was written
+            self.waiting = False
+            self.close(WSCloseCode.INTERNAL_ERROR, f"cannot read stream metadata: {error}")
+            return
+        self.waiting = False
+        self.waiting_task = None
+        self._replay()
+        if not self.waiting and self.close_code == 0 and not self.transport.is_disconnected:
+            self.transport.underlying_transport.resume_reading()
+
+    cdef int _replay(self) except -1:
+        cdef WSMsgType msg_type
+        cdef bytes payload
+        backlog, self.backlog = self.backlog, []
+        for position, (msg_type, payload) in enumerate(backlog):
+            if self.close_code != 0:
+                return 0
+            if self._handle(msg_type, payload, len(payload), payload, None) == NEEDS_MAXLEN:
+                # _handle put this message back on the backlog: keep the rest after it.
+                self.backlog.extend(backlog[position + 1:])
+                break
+        if self.link.pipe is not None:
+            (<RedisPipe>self.link.pipe).flush()
+        return 0
+
+    # -- closing ----------------------------------------------------------
+
+    cpdef close(self, int code, str reason):
+        """Stop taking messages; close once every batch already sent is confirmed
+        (its ack is sent first), so the client knows exactly what was stored."""
+        if self.close_code != 0:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        self.backlog = []
+        if not self.transport.is_disconnected:
+            self.transport.underlying_transport.pause_reading()
+        self._maybe_finish_close()
+
+    cdef int _maybe_finish_close(self) except -1:
+        if self.close_code == 0 or self.in_flight > 0 or self.transport.is_disconnected:
+            return 0
+        self.transport.send_close(<WSCloseCode>self.close_code,
+                                  self.close_reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES])
+        self.transport.disconnect()
+        return 0

@@ -1,0 +1,284 @@
+# The ingest connection to Redis: pipelined commands out, hiredis-parsed
+# replies in, each reply matched to the batch waiting for it (FIFO).
+#
+# Many producer sockets share one RedisPipe; Redis answers in order, so a
+# deque of PendingBatch records (one per batch, not per entry) is enough to
+# route every reply back.
+
+import asyncio
+import os
+from collections import deque
+
+from hiredis import Reader, ReplyError
+
+cdef Py_ssize_t PIPE_READ_BUFFER_BYTES = 256 * 1024
+# Payload bytes sent but not yet confirmed: above HIGH the producers are
+# paused, below LOW they resume. Bounds the engine's memory under overload.
+cdef Py_ssize_t PIPE_DEFAULT_HIGH_WATER = 32 * 1024 * 1024
+cdef Py_ssize_t PIPE_DEFAULT_LOW_WATER = 8 * 1024 * 1024
+
+
+class RedisUnavailable(ConnectionError):
+    """The ingest connection to Redis is down (lost, or not connected yet)."""
+
+
+@cython.final
+@cython.freelist(64)
+cdef class PendingBatch:
+    """Commands of one batch, sent together, awaiting their replies in order.
+
+    ``owner.batch_done(batch)`` is called once every reply arrived, or
+    ``owner.batch_failed(batch, reason)`` if the connection was lost first.
+    An owner of None completes ``future`` instead (awaitable submissions).
+    """
+
+    cdef readonly object owner
+    cdef readonly Py_ssize_t expected
+    cdef readonly Py_ssize_t received
+    cdef readonly list replies       # every reply, when the owner wants them; else None
+    cdef readonly object error       # the first error reply (hiredis.ReplyError) or None
+    cdef readonly Py_ssize_t nbytes  # payload bytes, for the in-flight bound
+    cdef readonly object future
+    cdef public object tag           # the owner's own bookkeeping
+
+    def __repr__(self):
+        return (f"<PendingBatch {self.received}/{self.expected} replies, "
+                f"{self.nbytes} bytes, error={self.error!r}>")
+
+
+cdef class RedisPipe:
+    """asyncio.BufferedProtocol for one pipelined Redis connection (TCP, unix or TLS)."""
+
+    cdef object transport
+    cdef object reader
+    cdef bytearray read_buffer
+    cdef object pending              # deque[PendingBatch]
+    cdef readonly RespWriter writer
+    cdef readonly bint connected
+    cdef bint transport_paused       # the transport's own write buffer is full
+    cdef readonly Py_ssize_t in_flight_bytes
+    cdef readonly Py_ssize_t high_water
+    cdef readonly Py_ssize_t low_water
+    cdef readonly bint overloaded
+    cdef set paused_producers        # transports whose reading we paused
+    cdef int fd                      # for direct vectored writes; -1 when not allowed
+    cdef object on_lost              # callable(reason: str) or None
+    cdef object lost_reason
+
+    def __init__(self, on_lost=None, Py_ssize_t high_water=PIPE_DEFAULT_HIGH_WATER,
+                 Py_ssize_t low_water=PIPE_DEFAULT_LOW_WATER,
+                 Py_ssize_t by_reference_threshold=RESP_DEFAULT_BY_REFERENCE_THRESHOLD):
+        self.reader = Reader()
+        self.read_buffer = bytearray(PIPE_READ_BUFFER_BYTES)
+        self.pending = deque()
+        self.writer = RespWriter(by_reference_threshold)
+        self.high_water = high_water
+        self.low_water = low_water
+        self.paused_producers = set()
+        self.fd = -1
+        self.on_lost = on_lost
+
+    # -- asyncio protocol ----------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.connected = True
+        self.fd = -1
+        sock = transport.get_extra_info("socket")
+        # Direct writes go around the transport only when it has no TLS layer.
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
+            self.fd = sock.fileno()
+
+    def connection_lost(self, exc):
+        cdef PendingBatch batch
+        reason = "Redis connection lost" + (f": {exc}" if exc else "")
+        self.connected = False
+        self.transport = None
+        self.fd = -1
+        self.lost_reason = reason
+        self.writer.take()
+        pending, self.pending = self.pending, deque()
+        self.in_flight_bytes = 0
+        self._resume_producers()
+        for batch in pending:
+            self._fail(batch, reason)
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+    def get_buffer(self, Py_ssize_t size_hint):
+        return self.read_buffer
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        self.reader.feed(self.read_buffer, 0, nbytes)
+        self._drain_replies()
+
+    def eof_received(self):
+        return False
+
+    def pause_writing(self):
+        self.transport_paused = True
+        self.overloaded = True
+
+    def resume_writing(self):
+        self.transport_paused = False
+        self._update_overload()
+
+    # -- replies --------------------------------------------------------
+
+    cdef int _drain_replies(self) except -1:
+        cdef PendingBatch batch
+        reader_gets = self.reader.gets
+        while True:
+            reply = reader_gets()
+            if reply is False:
+                return 0
+            if not self.pending:
+                # A reply nobody asked for means the stream is out of step: never guess.
+                self.transport.abort()
+                return 0
+            batch = <PendingBatch>self.pending[0]
+            if isinstance(reply, ReplyError):
+                if batch.error is None:
+                    batch.error = reply
+            if batch.replies is not None:
+                batch.replies.append(reply)
+            batch.received += 1
+            if batch.received == batch.expected:
+                self.pending.popleft()
+                self.in_flight_bytes -= batch.nbytes
+                if self.overloaded:
+                    self._update_overload()
+                self._complete(batch)
+
+    cdef int _complete(self, PendingBatch batch) except -1:
+        if batch.owner is not None:
+            batch.owner.batch_done(batch)
+        elif not batch.future.done():
+            if batch.error is not None:
+                batch.future.set_exception(batch.error)
+            else:
+                batch.future.set_result(batch.replies)
+        return 0
+
+    cdef int _fail(self, PendingBatch batch, str reason) except -1:
+        if batch.owner is not None:
+            batch.owner.batch_failed(batch, reason)
+        elif not batch.future.done():
+            batch.future.set_exception(RedisUnavailable(reason))
+        return 0
+
+    # -- submissions ----------------------------------------------------
+
+    cdef PendingBatch open_batch(self, object owner, bint want_replies):
+        """Start a batch: frame its commands with ``writer``, then ``commit`` it."""
+        cdef PendingBatch batch = PendingBatch.__new__(PendingBatch)
+        if not self.connected:
+            raise RedisUnavailable(self.lost_reason or "Redis is not connected")
+        batch.owner = owner
+        batch.replies = [] if want_replies else None
+        return batch
+
+    cdef int commit(self, PendingBatch batch, Py_ssize_t commands, Py_ssize_t nbytes) except -1:
+        """Queue a batch of ``commands`` just framed into ``writer``."""
+        if commands == 0:
+            return 0
+        batch.expected = commands
+        batch.nbytes = nbytes
+        self.pending.append(batch)
+        self.in_flight_bytes += nbytes
+        if self.in_flight_bytes > self.high_water:
+            self.overloaded = True
+        return 0
+
+    cdef int flush(self) except -1:
+        """Write everything framed so far. Chunks that reference a producer's
+        buffer are written now or copied: they must not outlive the frame."""
+        cdef list chunks
+        cdef Py_ssize_t written, total, i, size
+        if self.writer.pending_bytes == 0 or not self.connected:
+            return 0
+        chunks = self.writer.take()
+        if self.fd >= 0 and self.transport.get_write_buffer_size() == 0:
+            try:
+                written = os.writev(self.fd, chunks) if len(chunks) <= 1024 else 0
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError:
+                # Let the transport see and report the broken connection.
+                written = 0
+            total = 0
+            for i in range(len(chunks)):
+                size = len(chunks[i])
+                if written >= total + size:
+                    total += size
+                    continue
+                # First chunk not fully written: hand owned copies of the rest over.
+                rest = [bytes(memoryview(chunks[i])[written - total:])]
+                rest.extend([bytes(chunk) for chunk in chunks[i + 1:]])
+                self.transport.writelines(rest)
+                break
+            return 0
+        self.transport.writelines([bytes(chunk) if type(chunk) is memoryview else chunk
+                                   for chunk in chunks])
+        return 0
+
+    # -- producers' backpressure --------------------------------------
+
+    cdef int hold_producer(self, object transport) except -1:
+        """Pause reading a producer's socket until Redis catches up."""
+        if transport not in self.paused_producers:
+            self.paused_producers.add(transport)
+            transport.pause_reading()
+        return 0
+
+    cdef int _update_overload(self) except -1:
+        if self.transport_paused or self.in_flight_bytes > self.low_water:
+            return 0
+        self.overloaded = False
+        self._resume_producers()
+        return 0
+
+    cdef int _resume_producers(self) except -1:
+        producers, self.paused_producers = self.paused_producers, set()
+        for transport in producers:
+            if not transport.is_closing():
+                transport.resume_reading()
+        return 0
+
+    # -- Python API (control commands, POST /data, tests) --------------
+
+    def call(self, *arguments):
+        """Send one command now; returns a future of its reply."""
+        cdef PendingBatch batch = self.open_batch(None, True)
+        batch.future = asyncio.get_running_loop().create_future()
+        self.writer.command(*arguments)
+        self.commit(batch, 1, 0)
+        self.flush()
+        return _first_reply(batch.future)
+
+    def xadd_many(self, entries):
+        """XADD each ``(key, entry_id, payload, maxlen)``; returns a future of the
+        replies (entry ids as bytes); an error reply fails the whole future."""
+        cdef PendingBatch batch = self.open_batch(None, True)
+        cdef Py_ssize_t count = 0, nbytes = 0
+        batch.future = asyncio.get_running_loop().create_future()
+        for key, entry_id, payload, maxlen in entries:
+            self.writer.xadd(key, entry_id, payload, maxlen)
+            nbytes += len(payload)
+            count += 1
+        self.commit(batch, count, nbytes)
+        self.flush()
+        return batch.future
+
+    @property
+    def pending_batches(self):
+        return len(self.pending)
+
+    def close(self):
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _first_reply(future):
+    replies = await future
+    return replies[0]
