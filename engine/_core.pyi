@@ -3,7 +3,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from picows import WSListener
-
 from typing_extensions import Buffer
 
 class InvalidStreamId(ValueError): ...
