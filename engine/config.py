@@ -37,6 +37,12 @@ def _auth_mode(value: str) -> str:
     return value
 
 
+def _event_loop(value: str) -> str:
+    if value not in ("uvloop", "asyncio"):
+        raise ValueError(f"loop must be 'uvloop' or 'asyncio', not {value!r}")
+    return value
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -84,6 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ssl_keyfile", None, "TLS private key (PEM)"),
     Option("workers", 1, "engine processes sharing the port (SO_REUSEPORT)", _positive_int),
     Option("log_level", "info", "critical, error, warning, info, debug or trace", _log_level),
+    Option("loop", "uvloop", "event loop: uvloop (fast) or asyncio (for debugging)", _event_loop),
 )
 
 
@@ -104,6 +111,7 @@ class Config:
     ssl_keyfile: str | None = None
     workers: int = 1
     log_level: str = "info"
+    loop: str = "uvloop"
 
     @property
     def tls(self) -> bool:

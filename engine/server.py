@@ -37,7 +37,7 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
         port=config.port,
         http=FrontProtocol,
         ws="none",
-        loop="uvloop",
+        loop=config.loop,
         lifespan="on",
         workers=config.workers,
         log_config=logging_config(config.log_level),

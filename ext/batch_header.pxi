@@ -205,6 +205,9 @@ cdef class BatchHeader:
     cdef EntryId* _entry_ids       # NULL unless items carry a TS
     cdef list _keys                # distinct stream keys (UTF-8 bytes)
 
+    def __init__(self):
+        raise TypeError("BatchHeader objects come from parse_batch_header()")
+
     def __dealloc__(self):
         free(self._offsets)
         free(self._key_indexes)
@@ -398,9 +401,10 @@ cdef int _parse_entry_id_text(const unsigned char* text, Py_ssize_t length, Entr
                 raise BatchHeaderError(f"entry {entry}: entry id 0-0 is not allowed by Redis")
             out.kind = ENTRY_ID_EXACT
             return 0
+    # Quote only the start: the reason must fit in a close frame anyway.
     raise BatchHeaderError(
         f"entry {entry}: entry id must be \"ms-seq\", \"ms-*\", \"ms\" or \"*\", not "
-        f"{PyUnicode_DecodeUTF8(<const char*>text, length, 'replace')!r}")
+        f"{PyUnicode_DecodeUTF8(<const char*>text, min(length, 48), 'replace')!r}")
 
 
 cdef bint _read_uint64(const unsigned char* text, Py_ssize_t length, Py_ssize_t* pos,

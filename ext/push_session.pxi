@@ -75,30 +75,43 @@ cdef class PushSession(WSListener):
             self.waiting_task = None
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
-        cdef WSMsgType msg_type = frame.msg_type
         cdef RedisPipe pipe
-        if self.close_code != 0:
-            return
-        if msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
-            transport.disconnect()
-            return
-        if msg_type == WSMsgType.PING or msg_type == WSMsgType.PONG:
-            return
-        if msg_type == WSMsgType.CONTINUATION or not frame.fin:
-            self._on_fragment(frame)
-            return
-        if self.fragments is not None:
-            self.close(WSCloseCode.PROTOCOL_ERROR, "a new message began inside a fragmented one")
-            return
-        if self.waiting or self.backlog:
-            self.backlog.append((msg_type, frame.get_payload_as_bytes()))
-            return
-        if self._handle(msg_type, frame.payload_ptr, frame.payload_size, None, frame) == NEEDS_MAXLEN:
-            return
+        self._on_frame(frame)
+        # One write per read pass; at once when a chunk points into picows'
+        # buffer, which is reused after this callback.
         pipe = self.link.pipe
         if pipe is not None and (frame.last_in_buffer or pipe.writer.has_references()):
             pipe.flush()
+
+    cdef int _on_frame(self, WSFrame frame) except -1:
+        cdef WSMsgType msg_type = frame.msg_type
+        if self.close_code != 0:
+            return 0
+        if msg_type == WSMsgType.CLOSE:
+            if self.waiting or self.backlog:
+                # Messages before the close still get stored: answer it after them.
+                self.backlog.append((msg_type, frame.get_payload_as_bytes()))
+            else:
+                self._answer_close(frame.get_payload_as_bytes())
+            return 0
+        if msg_type == WSMsgType.PING or msg_type == WSMsgType.PONG:
+            return 0
+        if msg_type == WSMsgType.CONTINUATION or not frame.fin:
+            self._on_fragment(frame)
+            return 0
+        if frame.payload_size > self.max_message_size:
+            # picows refuses such frames too, but only after delivering them.
+            self.close(WSCloseCode.MESSAGE_TOO_BIG,
+                       f"message larger than the limit of {self.max_message_size} bytes")
+            return 0
+        if self.fragments is not None:
+            self.close(WSCloseCode.PROTOCOL_ERROR, "a new message began inside a fragmented one")
+            return 0
+        if self.waiting or self.backlog:
+            self.backlog.append((msg_type, frame.get_payload_as_bytes()))
+            return 0
+        self._handle(msg_type, frame.payload_ptr, frame.payload_size, None, frame)
+        return 0
 
     # -- messages ---------------------------------------------------------
 
@@ -123,9 +136,8 @@ cdef class PushSession(WSListener):
         self.fragments = None
         if self.waiting or self.backlog:
             self.backlog.append((self.fragments_type, message))
-        elif self._handle(self.fragments_type, message, len(message), message, None) == HANDLED:
-            if self.link.pipe is not None:
-                (<RedisPipe>self.link.pipe).flush()
+        else:
+            self._handle(self.fragments_type, message, len(message), message, None)
         return 0
 
     cdef HandleResult _handle(self, WSMsgType msg_type, const char* data, Py_ssize_t size,
@@ -239,7 +251,8 @@ cdef class PushSession(WSListener):
             message = str(batch.error)
             code = CLOSE_INVALID_DATA if "ID" in message else WSCloseCode.INTERNAL_ERROR
             self.close(code, f"Redis refused an entry: {message}")
-        elif self.close_code == 0:
+        else:
+            # Batches sent before a refused message are stored: ack them too.
             self.entries_stored += batch.expected
             self.bytes_stored += batch.nbytes
             if self.ack and not self.transport.is_disconnected:
@@ -287,6 +300,9 @@ cdef class PushSession(WSListener):
         for position, (msg_type, payload) in enumerate(backlog):
             if self.close_code != 0:
                 return 0
+            if msg_type == WSMsgType.CLOSE:
+                self._answer_close(payload)
+                break
             if self._handle(msg_type, payload, len(payload), payload, None) == NEEDS_MAXLEN:
                 # _handle put this message back on the backlog: keep the rest after it.
                 self.backlog.extend(backlog[position + 1:])
@@ -296,6 +312,17 @@ cdef class PushSession(WSListener):
         return 0
 
     # -- closing ----------------------------------------------------------
+
+    cdef int _answer_close(self, bytes close_payload) except -1:
+        """The client closed: echo its close code (RFC 6455 5.5.1) and hang up."""
+        cdef int code = WSCloseCode.OK
+        if len(close_payload) >= 2:
+            code = int.from_bytes(close_payload[:2], "big")
+        self.close_code = code
+        if not self.transport.is_disconnected:
+            self.transport.send_close(<WSCloseCode>code, b"")
+            self.transport.disconnect()
+        return 0
 
     cpdef close(self, int code, str reason):
         """Stop taking messages; close once every batch already sent is confirmed

@@ -46,8 +46,15 @@ cdef class PendingBatch:
                 f"{self.nbytes} bytes, error={self.error!r}>")
 
 
-cdef class RedisPipe:
-    """asyncio.BufferedProtocol for one pipelined Redis connection (TCP, unix or TLS)."""
+cdef class _RedisPipeBase:
+    pass
+
+
+cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
+    """asyncio.BufferedProtocol for one pipelined Redis connection (TCP, unix or TLS).
+
+    It derives from asyncio.BufferedProtocol because plain asyncio checks
+    isinstance() to choose get_buffer/buffer_updated over data_received."""
 
     cdef object transport
     cdef object reader

