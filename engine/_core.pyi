@@ -76,6 +76,7 @@ class PendingBatch:
     tag: Any
 
 class RedisPipe(asyncio.BufferedProtocol):
+    on_lost: Callable[[str], None] | None
     connected: bool
     in_flight_bytes: int
     high_water: int

@@ -14,6 +14,7 @@ cdef enum HandleResult:
     NEEDS_MAXLEN = 1     # a stream whose max_len is not known yet: wait for it
 
 cdef bytes _COMMA = b","
+cdef double CLOSE_GRACE_SECONDS = 2.0
 
 
 cdef class PushSession(WSListener):
@@ -86,6 +87,8 @@ cdef class PushSession(WSListener):
     cdef int _on_frame(self, WSFrame frame) except -1:
         cdef WSMsgType msg_type = frame.msg_type
         if self.close_code != 0:
+            if msg_type == WSMsgType.CLOSE and self.transport.is_close_frame_sent:
+                self.transport.disconnect()
             return 0
         if msg_type == WSMsgType.CLOSE:
             if self.waiting or self.backlog:
@@ -265,6 +268,7 @@ cdef class PushSession(WSListener):
     def batch_failed(self, PendingBatch batch, str reason):
         self.in_flight -= 1
         self.close(WSCloseCode.INTERNAL_ERROR, reason)
+        self._maybe_finish_close()
 
     # -- waiting for max_len ----------------------------------------------
 
@@ -341,5 +345,9 @@ cdef class PushSession(WSListener):
             return 0
         self.transport.send_close(<WSCloseCode>self.close_code,
                                   self.close_reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES])
-        self.transport.disconnect()
+        # Hanging up at once would reset a client that is still sending, and
+        # it would never read the close frame: read on (discarding) until its
+        # own close frame arrives, for a short while.
+        self.transport.underlying_transport.resume_reading()
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, (<object>self.transport).disconnect)
         return 0

@@ -69,7 +69,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
     cdef readonly bint overloaded
     cdef set paused_producers        # transports whose reading we paused
     cdef int fd                      # for direct vectored writes; -1 when not allowed
-    cdef object on_lost              # callable(reason: str) or None
+    cdef public object on_lost       # callable(reason: str) or None
     cdef object lost_reason
 
     def __init__(self, on_lost=None, Py_ssize_t high_water=PIPE_DEFAULT_HIGH_WATER,

@@ -8,6 +8,8 @@ import ssl
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from hiredis import ReplyError
+
 from engine._core import RedisPipe
 from engine.redis.connect import describe
 
@@ -53,13 +55,25 @@ class IngestLink:
         self._reconnecting: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def connect(self) -> None:
-        pipe = await self.address.open(lambda: RedisPipe(on_lost=self._lost))
-        if self.address.password is not None:
-            credentials = [self.address.username, self.address.password]
-            await pipe.call("AUTH", *[part for part in credentials if part is not None])
-        if self.address.database:
-            await pipe.call("SELECT", self.address.database)
+    async def connect(self, timeout: float = 5.0) -> None:
+        pipe = None
+        try:
+            async with asyncio.timeout(timeout):
+                # on_lost is set once the connection is proven: a failed attempt is
+                # reported by the exception, not as a lost connection.
+                pipe = await self.address.open(RedisPipe)
+                if self.address.password is not None:
+                    credentials = [self.address.username, self.address.password]
+                    await pipe.call("AUTH", *[part for part in credentials if part is not None])
+                if self.address.database:
+                    await pipe.call("SELECT", self.address.database)
+                # A connection that opens is not yet a Redis that answers.
+                await pipe.call("PING")
+        except BaseException:
+            if pipe is not None:
+                pipe.close()
+            raise
+        pipe.on_lost = self._lost
         self.pipe = pipe
 
     def _lost(self, reason: str) -> None:
@@ -76,7 +90,7 @@ class IngestLink:
             await asyncio.sleep(delay)
             try:
                 await self.connect()
-            except (OSError, ConnectionError) as error:
+            except (OSError, TimeoutError, ReplyError) as error:
                 delay = min(delay * 2, self.max_delay)
                 log.warning(
                     "Redis at %s is not reachable for ingest (%s); retrying in %.1f s",

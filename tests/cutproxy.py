@@ -1,0 +1,73 @@
+"""A TCP proxy in front of Redis that a test can cut, to prove that nothing
+acknowledged is lost when the engine's Redis connection breaks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+
+class CutProxy:
+    """Listens on 127.0.0.1:port and forwards to a Redis unix socket.
+
+    ``cut()`` aborts every open connection; ``refuse(True)`` makes new ones
+    fail at once, as a Redis that is down would.
+    """
+
+    def __init__(self, redis_socket: str):
+        self.redis_socket = redis_socket
+        self.port = 0
+        self.refusing = False
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.transports: set[Any] = set()
+        self.server: asyncio.Server | None = None
+
+    def start(self) -> CutProxy:
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(5)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            client_writer.transport.abort()
+            return
+        upstream_reader, upstream_writer = await asyncio.open_unix_connection(self.redis_socket)
+        pair = (client_writer.transport, upstream_writer.transport)
+        self.transports.update(pair)
+        await asyncio.gather(
+            self._pump(client_reader, upstream_writer), self._pump(upstream_reader, client_writer)
+        )
+        self.transports.difference_update(pair)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    def cut(self) -> None:
+        def abort_all() -> None:
+            for transport in list(self.transports):
+                transport.abort()
+
+        self.loop.call_soon_threadsafe(abort_all)
+
+    def refuse(self, refusing: bool) -> None:
+        self.refusing = refusing
+
+    def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
