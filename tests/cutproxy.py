@@ -66,8 +66,15 @@ class CutProxy:
         self.refusing = refusing
 
     def stop(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.loop.call_soon_threadsafe(self.server.close)
+        async def shut_down() -> None:
+            for transport in list(self.transports):
+                transport.abort()
+            if self.server is not None:
+                self.server.close()
+                await self.server.wait_closed()
+            await asyncio.sleep(0.05)  # let the aborted transports close their sockets
+
+        asyncio.run_coroutine_threadsafe(shut_down(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
