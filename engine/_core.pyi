@@ -1,6 +1,6 @@
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, final
 
 from picows import WSListener
 from typing_extensions import Buffer
@@ -13,6 +13,7 @@ def check_stream_id(sid: str) -> bytes: ...
 def key_slot(key: Buffer) -> int: ...
 
 # resp_writer.pxi
+@final
 class RespWriter:
     def __init__(self, by_reference_threshold: int = 16384, initial_capacity: int = 65536) -> None: ...
     def xadd(self, key: Buffer, entry_id: Buffer, payload: Buffer, maxlen: int) -> None: ...
