@@ -27,24 +27,28 @@ class RespWriter:
     def command_count(self) -> int: ...
 
 # batch_header.pxi
-OffsetsName = Literal["auto", "start", "end"]
-RouteModeName = Literal["single", "any", "listed"]
+_OffsetsName = Literal["auto", "start", "end"]
+_RouteModeName = Literal["single", "any", "listed"]
 
 class BatchHeaderError(ValueError):
     reason: str
     close_code: int
     def __init__(self, reason: str, close_code: int = 1007) -> None: ...
 
+@final
 class BatchRoute:
-    def __init__(self, mode: RouteModeName, sids: Iterable[str] = ()) -> None: ...
+    def __init__(self, mode: _RouteModeName, sids: Iterable[str] = ()) -> None: ...
     @property
-    def mode(self) -> RouteModeName: ...
+    def mode(self) -> _RouteModeName: ...
     @property
     def keys(self) -> tuple[bytes, ...]: ...
 
+@final
 class BatchHeader:
     @property
     def count(self) -> int: ...
+    @property
+    def keys(self) -> tuple[bytes, ...]: ...
     @property
     def offsets(self) -> Literal["start", "end"]: ...
     def __len__(self) -> int: ...
@@ -57,8 +61,8 @@ class BatchHeader:
 def parse_batch_header(
     header: str | Buffer,
     blob_len: int,
-    offsets: OffsetsName = "auto",
-    route_mode: RouteModeName = "single",
+    offsets: _OffsetsName = "auto",
+    route_mode: _RouteModeName = "single",
     route_sids: Iterable[str] = (),
 ) -> BatchHeader: ...
 

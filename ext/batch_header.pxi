@@ -288,6 +288,11 @@ cdef class BatchHeader:
                 for i in range(self.count)]
 
     @property
+    def keys(self):
+        """The distinct stream keys; entry i's is ``keys[key_index(i)]`` in C."""
+        return tuple(self._keys)
+
+    @property
     def offsets(self):
         """How the header's offsets were read: "start" or "end"."""
         return "end" if self._end_offsets else "start"
