@@ -172,6 +172,15 @@ def test_batch_header_is_not_built_directly() -> None:
         BatchHeader()
 
 
+def test_one_route_parses_many_headers() -> None:
+    route = BatchRoute("listed", ["a", "b"])
+    assert route.parse("0,3", 5).entries() == [(b"a", b"*", 0, 3), (b"b", b"*", 3, 5)]
+    assert route.parse(b'[["b",2]]', 2, "end").entries() == [(b"b", b"*", 0, 2)]
+    with pytest.raises(BatchHeaderError):
+        route.parse("[0]", 1)  # one entry, two listed streams
+    assert route.parse(memoryview(b"[0,1]"), 1).entries() == [(b"a", b"*", 0, 0), (b"b", b"*", 0, 1)]
+
+
 def test_route_validation() -> None:
     assert BatchRoute("listed", ["a", "é"]).keys == (b"a", "é".encode())
     assert BatchRoute("any").mode == "any"
