@@ -1,6 +1,6 @@
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, final
 
 from picows import WSListener
 from typing_extensions import Buffer
@@ -13,6 +13,7 @@ def check_stream_id(sid: str) -> bytes: ...
 def key_slot(key: Buffer) -> int: ...
 
 # resp_writer.pxi
+@final
 class RespWriter:
     def __init__(self, by_reference_threshold: int = 16384, initial_capacity: int = 65536) -> None: ...
     def xadd(self, key: Buffer, entry_id: Buffer, payload: Buffer, maxlen: int) -> None: ...
@@ -26,24 +27,29 @@ class RespWriter:
     def command_count(self) -> int: ...
 
 # batch_header.pxi
-OffsetsName = Literal["auto", "start", "end"]
-RouteModeName = Literal["single", "any", "listed"]
+_OffsetsName = Literal["auto", "start", "end"]
+_RouteModeName = Literal["single", "any", "listed"]
 
 class BatchHeaderError(ValueError):
     reason: str
     close_code: int
     def __init__(self, reason: str, close_code: int = 1007) -> None: ...
 
+@final
 class BatchRoute:
-    def __init__(self, mode: RouteModeName, sids: Iterable[str] = ()) -> None: ...
+    def __init__(self, mode: _RouteModeName, sids: Iterable[str] = ()) -> None: ...
+    def parse(self, header: str | Buffer, blob_len: int, offsets: _OffsetsName = "auto") -> BatchHeader: ...
     @property
-    def mode(self) -> RouteModeName: ...
+    def mode(self) -> _RouteModeName: ...
     @property
     def keys(self) -> tuple[bytes, ...]: ...
 
+@final
 class BatchHeader:
     @property
     def count(self) -> int: ...
+    @property
+    def keys(self) -> tuple[bytes, ...]: ...
     @property
     def offsets(self) -> Literal["start", "end"]: ...
     def __len__(self) -> int: ...
@@ -56,8 +62,8 @@ class BatchHeader:
 def parse_batch_header(
     header: str | Buffer,
     blob_len: int,
-    offsets: OffsetsName = "auto",
-    route_mode: RouteModeName = "single",
+    offsets: _OffsetsName = "auto",
+    route_mode: _RouteModeName = "single",
     route_sids: Iterable[str] = (),
 ) -> BatchHeader: ...
 

@@ -114,6 +114,30 @@ cdef class BatchRoute:
         self._keys = tuple(keys)
         self._allowed = frozenset(keys)
 
+    def parse(self, header, Py_ssize_t blob_len, str offsets="auto"):
+        """Parse a batch header (``str`` or UTF-8 bytes) for a blob of ``blob_len`` bytes.
+
+        Raises BatchHeaderError (with ``close_code``) for a header to refuse.
+        """
+        cdef OffsetsMode mode = offsets_mode_from_name(offsets)
+        cdef const char* text
+        cdef Py_ssize_t length
+        cdef Py_buffer view
+        if isinstance(header, str):
+            try:
+                text = PyUnicode_AsUTF8AndSize(header, &length)
+            except UnicodeEncodeError:
+                raise BatchHeaderError("batch header is not valid Unicode text") from None
+            return parse_batch_header_c(text, length, blob_len, mode, self)
+        if type(header) is bytes:
+            return parse_batch_header_c(PyBytes_AS_STRING(header), PyBytes_GET_SIZE(header),
+                                        blob_len, mode, self)
+        PyObject_GetBuffer(header, &view, PyBUF_SIMPLE)
+        try:
+            return parse_batch_header_c(<const char*>view.buf, view.len, blob_len, mode, self)
+        finally:
+            PyBuffer_Release(&view)
+
     @property
     def mode(self):
         return ("single", "any", "listed")[self._mode]
@@ -163,6 +187,8 @@ cdef class _StreamIdSpellings:
 
     cdef inline bint _same(self, const unsigned char* start, ScannedString* span,
                            Py_ssize_t i) noexcept:
+        # memcmp, not a byte loop: ids often share a prefix ("cam-0", "cam-1"),
+        # where the loop measured 10% slower on the 100-entry bench header.
         return (self.spans[i].length == span.length
                 and memcmp(start + self.spans[i].offset, start + span.offset,
                            <size_t>span.length) == 0)
@@ -288,6 +314,11 @@ cdef class BatchHeader:
                 for i in range(self.count)]
 
     @property
+    def keys(self):
+        """The distinct stream keys; entry i's is ``keys[key_index(i)]`` in C."""
+        return tuple(self._keys)
+
+    @property
     def offsets(self):
         """How the header's offsets were read: "start" or "end"."""
         return "end" if self._end_offsets else "start"
@@ -333,17 +364,20 @@ cdef class BatchHeader:
         self._has_key_indexes = form != FORM_OFFSET and route_mode != ROUTE_SINGLE
         return self._grow()
 
-    cdef Py_ssize_t _checked_offset(self, ScannedInt* value, Py_ssize_t entry) except -1:
-        cdef Py_ssize_t offset
+    cdef inline Py_ssize_t _checked_offset(self, ScannedInt* value, Py_ssize_t entry) except -1:
+        if (value.negative or value.too_large or value.value > <uint64_t>self._blob_length
+                or (entry and <Py_ssize_t>value.value < self._offsets[entry - 1])):
+            return self._refuse_offset(value, entry)
+        return <Py_ssize_t>value.value
+
+    cdef int _refuse_offset(self, ScannedInt* value, Py_ssize_t entry) except -1:
+        # Cold path, kept out of _checked_offset so that stays small enough to inline.
         if value.negative or value.too_large or value.value > <uint64_t>self._blob_length:
             raise BatchHeaderError(
                 f"entry {entry}: offset outside the blob (0..{self._blob_length})")
-        offset = <Py_ssize_t>value.value
-        if entry and offset < self._offsets[entry - 1]:
-            raise BatchHeaderError(
-                f"entry {entry}: offset {offset} is below the previous offset "
-                f"{self._offsets[entry - 1]}")
-        return offset
+        raise BatchHeaderError(
+            f"entry {entry}: offset {value.value} is below the previous offset "
+            f"{self._offsets[entry - 1]}")
 
 
 cdef int _scan_entry_id(HeaderCursor* cursor, EntryId* out, Py_ssize_t entry) except -1:
@@ -417,7 +451,7 @@ cdef bint _read_uint64(const unsigned char* text, Py_ssize_t length, Py_ssize_t*
         return False
     while i < length and is_digit(text[i]):
         digit = text[i] - c'0'
-        if value > (UINT64_MAX_VALUE - digit) // 10:
+        if not _fits_one_more_digit(value, digit):
             return False
         value = value * 10 + digit
         i += 1
@@ -683,22 +717,4 @@ def parse_batch_header(header, Py_ssize_t blob_len, str offsets="auto",
     ``route_sids`` describe the socket's path as for ``BatchRoute``.
     Raises BatchHeaderError (with ``close_code``) for a header to refuse.
     """
-    cdef BatchRoute route = BatchRoute(route_mode, route_sids)
-    cdef OffsetsMode mode = offsets_mode_from_name(offsets)
-    cdef const char* text
-    cdef Py_ssize_t length
-    cdef Py_buffer view
-    if isinstance(header, str):
-        try:
-            text = PyUnicode_AsUTF8AndSize(header, &length)
-        except UnicodeEncodeError:
-            raise BatchHeaderError("batch header is not valid Unicode text") from None
-        return parse_batch_header_c(text, length, blob_len, mode, route)
-    if type(header) is bytes:
-        return parse_batch_header_c(PyBytes_AS_STRING(header), PyBytes_GET_SIZE(header),
-                                    blob_len, mode, route)
-    PyObject_GetBuffer(header, &view, PyBUF_SIMPLE)
-    try:
-        return parse_batch_header_c(<const char*>view.buf, view.len, blob_len, mode, route)
-    finally:
-        PyBuffer_Release(&view)
+    return BatchRoute(route_mode, route_sids).parse(header, blob_len, offsets)

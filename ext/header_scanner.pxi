@@ -9,9 +9,8 @@
 # code point (a lone surrogate stays a lone surrogate).
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint64_t
+from libc.stdint cimport UINT64_MAX, uint64_t
 
-cdef uint64_t UINT64_MAX_VALUE = 0xFFFFFFFFFFFFFFFF
 
 
 cdef struct HeaderCursor:
@@ -64,7 +63,26 @@ cdef int syntax_error(HeaderCursor* cursor, str expected) except -1:
         f"malformed batch header at byte {cursor_offset(cursor)}: expected {expected}")
 
 
-cdef int scan_int(HeaderCursor* cursor, ScannedInt* out, Py_ssize_t entry, str what) except -1:
+cdef inline bint _fits_one_more_digit(uint64_t value, unsigned int digit) noexcept nogil:
+    # value * 10 + digit stays within uint64_t; constants fold at compile time.
+    return value < UINT64_MAX // 10 or (value == UINT64_MAX // 10 and digit <= UINT64_MAX % 10)
+
+
+cdef int _refuse_number(HeaderCursor* cursor, const unsigned char* at, Py_ssize_t entry,
+                        str what) except -1:
+    # Cold path, kept out of scan_int so that stays small enough to inline.
+    cursor.pos = at
+    if at == cursor.end or not (is_digit(at[0]) or at[0] == c'.' or at[0] == c'e' or at[0] == c'E'):
+        return syntax_error(cursor, "a digit")
+    if is_digit(at[0]):
+        raise BatchHeaderError(
+            f"malformed batch header at byte {cursor_offset(cursor)}: "
+            "numbers must not have leading zeros")
+    raise BatchHeaderError(f"entry {entry}: {what} must be an integer, not a fraction or exponent")
+
+
+cdef inline int scan_int(HeaderCursor* cursor, ScannedInt* out, Py_ssize_t entry,
+                         str what) except -1:
     """Read a JSON integer at the cursor; a fraction or exponent is an error.
 
     ``entry`` and ``what`` ("an offset") only name the value in errors.
@@ -73,30 +91,26 @@ cdef int scan_int(HeaderCursor* cursor, ScannedInt* out, Py_ssize_t entry, str w
     cdef uint64_t value = 0
     cdef unsigned int digit
     cdef bint minus = False
+    out.value = 0
     out.too_large = False
     if p < cursor.end and p[0] == c'-':
         minus = True
         p += 1
     if p == cursor.end or not is_digit(p[0]):
-        cursor.pos = p
-        return syntax_error(cursor, "a digit")
+        return _refuse_number(cursor, p, entry, what)
     if p[0] == c'0':
         p += 1
         if p < cursor.end and is_digit(p[0]):
-            cursor.pos = p
-            raise BatchHeaderError(
-                f"malformed batch header at byte {cursor_offset(cursor)}: "
-                "numbers must not have leading zeros")
+            return _refuse_number(cursor, p, entry, what)
     else:
         while p < cursor.end and is_digit(p[0]):
             digit = p[0] - c'0'
-            if value > (UINT64_MAX_VALUE - digit) // 10:
+            if not _fits_one_more_digit(value, digit):
                 out.too_large = True
             value = value * 10 + digit
             p += 1
     if p < cursor.end and (p[0] == c'.' or p[0] == c'e' or p[0] == c'E'):
-        cursor.pos = p
-        raise BatchHeaderError(f"entry {entry}: {what} must be an integer, not a fraction or exponent")
+        return _refuse_number(cursor, p, entry, what)
     cursor.pos = p
     out.value = value
     out.negative = minus and (value != 0 or out.too_large)

@@ -7,6 +7,7 @@
 # `transport.writelines` few, large buffers (ENGINEERING-NOTES: vectored
 # writes win for large buffers, one joined buffer wins for small ones).
 
+cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport free, malloc, realloc
@@ -75,6 +76,7 @@ cdef object _resp_argument(object argument):
     return _byte_view(view, 0, view.nbytes)
 
 
+@cython.final
 cdef class RespWriter:
     """Frames Redis commands into buffers ready for ``transport.writelines``.
 
