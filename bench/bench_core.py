@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
 
 from engine._core import BatchRoute, RespWriter, key_slot, parse_batch_header
 
@@ -21,19 +21,19 @@ SID_OFFSET_HEADER = json.dumps([[f"cam-{i % 4}", i * ENTRY_SIZE] for i in range(
 PLAIN_HEADER = json.dumps([(i + 1) * ENTRY_SIZE for i in range(ENTRIES)]).encode()
 
 
-def test_parse_sid_offset_header_100(benchmark: pytest.FixtureRequest) -> None:
+def test_parse_sid_offset_header_100(benchmark: BenchmarkFixture) -> None:
     route = BatchRoute("any")
     header = benchmark(route.parse, SID_OFFSET_HEADER, BLOB_LEN)
     assert header.count == ENTRIES and header.offsets == "start"
 
 
-def test_parse_plain_header_100(benchmark: pytest.FixtureRequest) -> None:
+def test_parse_plain_header_100(benchmark: BenchmarkFixture) -> None:
     route = BatchRoute("single", ["cam-0"])
     header = benchmark(route.parse, PLAIN_HEADER, BLOB_LEN)
     assert header.count == ENTRIES and header.offsets == "end"
 
 
-def test_parse_batch_header_function_sid_offset_100(benchmark: pytest.FixtureRequest) -> None:
+def test_parse_batch_header_function_sid_offset_100(benchmark: BenchmarkFixture) -> None:
     # The test-facing function builds a BatchRoute per call.
     header = benchmark(parse_batch_header, SID_OFFSET_HEADER, BLOB_LEN, "auto", "any", ())
     assert header.count == ENTRIES
@@ -45,19 +45,19 @@ def frame_xadds(writer: RespWriter, payloads: list[bytes]) -> list[bytes | memor
     return writer.take()
 
 
-def test_frame_100_xadds_of_100_bytes(benchmark: pytest.FixtureRequest) -> None:
+def test_frame_100_xadds_of_100_bytes(benchmark: BenchmarkFixture) -> None:
     writer = RespWriter()
     payloads = [bytes([i]) * 100 for i in range(100)]
     chunks = benchmark(frame_xadds, writer, payloads)
     assert len(chunks) == 1
 
 
-def test_frame_8_xadds_of_256_kib(benchmark: pytest.FixtureRequest) -> None:
+def test_frame_8_xadds_of_256_kib(benchmark: BenchmarkFixture) -> None:
     writer = RespWriter()
     payloads = [bytes([i]) * (256 * 1024) for i in range(8)]
     chunks = benchmark(frame_xadds, writer, payloads)
     assert len(chunks) == 17  # framing, payload by reference, framing, ...
 
 
-def test_key_slot_with_hash_tag(benchmark: pytest.FixtureRequest) -> None:
+def test_key_slot_with_hash_tag(benchmark: BenchmarkFixture) -> None:
     assert benchmark(key_slot, b"{sensor-17}.imu") == key_slot(b"sensor-17")

@@ -15,6 +15,7 @@ cdef enum HandleResult:
 
 cdef bytes _COMMA = b","
 cdef double CLOSE_GRACE_SECONDS = 2.0
+cdef Py_ssize_t PUSH_FLUSH_BYTES = 256 * 1024
 
 
 cdef class PushSession(WSListener):
@@ -78,10 +79,12 @@ cdef class PushSession(WSListener):
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef RedisPipe pipe
         self._on_frame(frame)
-        # One write per read pass; at once when a chunk points into picows'
-        # buffer, which is reused after this callback.
+        # One write per read pass (or per PUSH_FLUSH_BYTES, so the buffer never
+        # has to grow); at once when a chunk points into picows' buffer, which
+        # is reused after this callback.
         pipe = self.link.pipe
-        if pipe is not None and (frame.last_in_buffer or pipe.writer.has_references()):
+        if pipe is not None and (frame.last_in_buffer or pipe.writer.has_references()
+                                 or pipe.writer.pending() >= PUSH_FLUSH_BYTES):
             pipe.flush()
 
     cdef int _on_frame(self, WSFrame frame) except -1:

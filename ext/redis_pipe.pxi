@@ -6,7 +6,6 @@
 # route every reply back.
 
 import asyncio
-import os
 from collections import deque
 
 from hiredis import Reader, ReplyError
@@ -14,8 +13,8 @@ from hiredis import Reader, ReplyError
 cdef Py_ssize_t PIPE_READ_BUFFER_BYTES = 256 * 1024
 # Payload bytes sent but not yet confirmed: above HIGH the producers are
 # paused, below LOW they resume. Bounds the engine's memory under overload.
-cdef Py_ssize_t PIPE_DEFAULT_HIGH_WATER = 32 * 1024 * 1024
-cdef Py_ssize_t PIPE_DEFAULT_LOW_WATER = 8 * 1024 * 1024
+cdef Py_ssize_t PIPE_DEFAULT_HIGH_WATER = 8 * 1024 * 1024
+cdef Py_ssize_t PIPE_DEFAULT_LOW_WATER = 2 * 1024 * 1024
 
 
 class RedisUnavailable(ConnectionError):
@@ -24,6 +23,7 @@ class RedisUnavailable(ConnectionError):
 
 @cython.final
 @cython.freelist(64)
+@cython.no_gc
 cdef class PendingBatch:
     """Commands of one batch, sent together, awaiting their replies in order.
 
@@ -103,7 +103,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         self.transport = None
         self.fd = -1
         self.lost_reason = reason
-        self.writer.take()
+        self.writer.reset()
         pending, self.pending = self.pending, deque()
         self.in_flight_bytes = 0
         self._resume_producers()
@@ -198,35 +198,25 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         return 0
 
     cdef int flush(self) except -1:
-        """Write everything framed so far. Chunks that reference a producer's
-        buffer are written now or copied: they must not outlive the frame."""
-        cdef list chunks
-        cdef Py_ssize_t written, total, i, size
-        if self.writer.pending_bytes == 0 or not self.connected:
+        """Write everything framed so far: one writev straight from the writer's
+        buffers when the transport has nothing queued, and a copy of only what
+        the socket did not take (references into a producer's read buffer
+        must not outlive the frame callback)."""
+        cdef RespWriter writer = self.writer
+        cdef Py_ssize_t written = 0
+        if writer.pending() == 0:
             return 0
-        chunks = self.writer.take()
+        if not self.connected:
+            writer.reset()
+            return 0
         if self.fd >= 0 and self.transport.get_write_buffer_size() == 0:
             try:
-                written = os.writev(self.fd, chunks) if len(chunks) <= 1024 else 0
-            except (BlockingIOError, InterruptedError):
-                written = 0
+                written = writer.write_to(self.fd)
             except OSError:
-                # Let the transport see and report the broken connection.
-                written = 0
-            total = 0
-            for i in range(len(chunks)):
-                size = len(chunks[i])
-                if written >= total + size:
-                    total += size
-                    continue
-                # First chunk not fully written: hand owned copies of the rest over.
-                rest = [bytes(memoryview(chunks[i])[written - total:])]
-                rest.extend([bytes(chunk) for chunk in chunks[i + 1:]])
-                self.transport.writelines(rest)
-                break
-            return 0
-        self.transport.writelines([bytes(chunk) if type(chunk) is memoryview else chunk
-                                   for chunk in chunks])
+                written = 0  # the transport reports the broken connection below
+        if written < writer.pending():
+            self.transport.write(writer.rest_after(written))
+        writer.reset()
         return 0
 
     # -- producers' backpressure --------------------------------------

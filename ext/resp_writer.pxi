@@ -3,15 +3,18 @@
 # Storing an entry is `XADD <key> MAXLEN ~ <N> <id> d <payload>`. Framing
 # and small payloads are copied into one owned malloc'ed buffer; a payload
 # of at least `by_reference_threshold` bytes ends the current owned chunk
-# and is passed by reference as a chunk of its own, so `take()` hands
-# `transport.writelines` few, large buffers (ENGINEERING-NOTES: vectored
-# writes win for large buffers, one joined buffer wins for small ones).
+# and is passed by reference as a chunk of its own. The Redis connection
+# writes the owned regions and the references with one writev straight from
+# these buffers (`write_to`), and copies only what the socket did not take
+# (`rest_after`); `take()` returns the same chunks as Python objects.
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
+from posix.uio cimport iovec, writev
 
 cdef Py_ssize_t RESP_DEFAULT_BY_REFERENCE_THRESHOLD = 16 * 1024
 cdef Py_ssize_t RESP_DEFAULT_CAPACITY = 64 * 1024
@@ -20,6 +23,8 @@ cdef Py_ssize_t RESP_DEFAULT_CAPACITY = 64 * 1024
 cdef Py_ssize_t RESP_KEPT_CAPACITY_LIMIT = 1024 * 1024
 # "$" + up to 20 digits + "\r\n": the framing before one bulk string.
 cdef Py_ssize_t RESP_MAX_BULK_HEADER = 23
+# Linux's IOV_MAX: buffers per writev call.
+cdef int RESP_IOV_MAX = 1024
 
 cdef const char* _XADD_HEAD = b"*8\r\n$4\r\nXADD\r\n"
 cdef Py_ssize_t _XADD_HEAD_LEN = 14
@@ -76,6 +81,18 @@ cdef object _resp_argument(object argument):
     return _byte_view(view, 0, view.nbytes)
 
 
+cdef inline (Py_ssize_t, char*) _copy_after(char* out, const char* data, Py_ssize_t length,
+                                            Py_ssize_t position, Py_ssize_t skip) noexcept:
+    """Copy the part of ``data`` (at ``position`` in a stream) that lies past ``skip``."""
+    cdef Py_ssize_t offset = 0
+    if position + length <= skip:
+        return position + length, out
+    if position < skip:
+        offset = skip - position
+    memcpy(out, data + offset, <size_t>(length - offset))
+    return position + length, out + (length - offset)
+
+
 @cython.final
 cdef class RespWriter:
     """Frames Redis commands into buffers ready for ``transport.writelines``.
@@ -85,12 +102,15 @@ cdef class RespWriter:
     hands them out, so the caller must not change them in between.
     """
 
-    cdef char* _buffer
-    cdef Py_ssize_t _length          # bytes of the current owned chunk
+    # The framed bytes, in order, are: owned[0:cut[0]], refs[0],
+    # owned[cut[0]:cut[1]], refs[1], ..., owned[cut[-1]:_length].
+    cdef char* _buffer               # every owned byte, contiguous
+    cdef Py_ssize_t _length
     cdef Py_ssize_t _capacity
     cdef Py_ssize_t _initial_capacity
-    cdef list _chunks                # finished chunks, in order
-    cdef Py_ssize_t _chunked_bytes   # total size of _chunks
+    cdef list _refs                  # payloads passed by reference (flat byte buffers)
+    cdef list _cuts                  # owned offset at which each reference sits
+    cdef Py_ssize_t _ref_bytes       # total size of _refs
     cdef Py_ssize_t _command_count
     cdef readonly Py_ssize_t by_reference_threshold
 
@@ -107,8 +127,9 @@ cdef class RespWriter:
             raise MemoryError()
         self._capacity = initial_capacity
         self._length = 0
-        self._chunks = []
-        self._chunked_bytes = 0
+        self._refs = []
+        self._cuts = []
+        self._ref_bytes = 0
         self._command_count = 0
 
     def __dealloc__(self):
@@ -134,25 +155,121 @@ cdef class RespWriter:
         self._capacity = capacity
         return 0
 
-    cdef int _end_owned_chunk(self) except -1:
-        # bytes, not a view of _buffer: the transport may keep a chunk queued
-        # after take() returns, while this buffer is already reused.
-        if self._length:
-            self._chunks.append(PyBytes_FromStringAndSize(self._buffer, self._length))
-            self._chunked_bytes += self._length
-            self._length = 0
-        return 0
-
     cdef int _append_reference(self, object chunk, Py_ssize_t length) except -1:
-        self._end_owned_chunk()
-        self._chunks.append(chunk)
-        self._chunked_bytes += length
+        self._refs.append(chunk)
+        self._cuts.append(self._length)
+        self._ref_bytes += length
         return 0
 
     cdef inline bint has_references(self) noexcept:
         """Whether a framed chunk points into a caller's buffer (write it before
-        that buffer changes). Only reference chunks end an owned chunk early."""
-        return len(self._chunks) > 0
+        that buffer changes)."""
+        return len(self._refs) > 0
+
+    cdef inline Py_ssize_t pending(self) noexcept:
+        return self._length + self._ref_bytes
+
+    # -- handing the bytes out -------------------------------------------
+
+    cdef list _chunks(self):
+        cdef list chunks = []
+        cdef Py_ssize_t start = 0, cut, i
+        for i in range(len(self._refs)):
+            cut = self._cuts[i]
+            if cut > start:
+                chunks.append(PyBytes_FromStringAndSize(self._buffer + start, cut - start))
+            chunks.append(self._refs[i])
+            start = cut
+        if self._length > start:
+            chunks.append(PyBytes_FromStringAndSize(self._buffer + start, self._length - start))
+        return chunks
+
+    cdef Py_ssize_t write_to(self, int fd) except -1:
+        """writev everything framed to ``fd`` (non-blocking) straight from the
+        buffers; returns how many bytes the kernel took (0 when it would block).
+        Raises OSError for other errors."""
+        cdef Py_ssize_t count = 2 * len(self._refs) + 1
+        cdef iovec* vectors = <iovec*>malloc(<size_t>count * sizeof(iovec))
+        cdef Py_ssize_t n = 0, i, start = 0, cut, total = 0, block, wanted
+        cdef Py_ssize_t written
+        cdef Py_buffer view
+        cdef list views = []
+        if vectors == NULL:
+            raise MemoryError()
+        try:
+            for i in range(len(self._refs)):
+                cut = self._cuts[i]
+                if cut > start:
+                    vectors[n].iov_base = self._buffer + start
+                    vectors[n].iov_len = <size_t>(cut - start)
+                    n += 1
+                ref = self._refs[i]
+                PyObject_GetBuffer(ref, &view, PyBUF_SIMPLE)
+                # The reference object keeps its memory alive; the view is
+                # released at once (nothing can resize these buffers meanwhile).
+                vectors[n].iov_base = view.buf
+                vectors[n].iov_len = <size_t>view.len
+                PyBuffer_Release(&view)
+                n += 1
+                start = cut
+            if self._length > start:
+                vectors[n].iov_base = self._buffer + start
+                vectors[n].iov_len = <size_t>(self._length - start)
+                n += 1
+            i = 0
+            while i < n:
+                block = min(n - i, RESP_IOV_MAX)
+                wanted = 0
+                for cut in range(i, i + block):
+                    wanted += <Py_ssize_t>vectors[cut].iov_len
+                written = writev(fd, vectors + i, <int>block)
+                if written < 0:
+                    if errno == EAGAIN or errno == EINTR:  # EWOULDBLOCK == EAGAIN on Linux
+                        return total
+                    raise OSError(errno, "writev to Redis failed")
+                total += written
+                if written < wanted:
+                    return total
+                i += block
+            return total
+        finally:
+            free(vectors)
+
+    cdef bytes rest_after(self, Py_ssize_t skip):
+        """The framed bytes after the first ``skip``, as one owned bytes object."""
+        cdef Py_ssize_t size = self.pending() - skip
+        cdef bytes rest = PyBytes_FromStringAndSize(NULL, size)
+        cdef char* out = PyBytes_AS_STRING(rest)
+        cdef Py_ssize_t position = 0  # in the framed stream
+        cdef Py_ssize_t start = 0, cut, i, length
+        cdef Py_buffer view
+        for i in range(len(self._refs) + 1):
+            cut = self._cuts[i] if i < len(self._refs) else self._length
+            position, out = _copy_after(out, self._buffer + start, cut - start, position, skip)
+            start = cut
+            if i < len(self._refs):
+                PyObject_GetBuffer(self._refs[i], &view, PyBUF_SIMPLE)
+                try:
+                    position, out = _copy_after(out, <char*>view.buf, view.len, position, skip)
+                finally:
+                    PyBuffer_Release(&view)
+        return rest
+
+    cdef int reset(self) except -1:
+        """Forget everything framed (it was written or handed over)."""
+        self._length = 0
+        self._refs = []
+        self._cuts = []
+        self._ref_bytes = 0
+        self._command_count = 0
+        if self._capacity > RESP_KEPT_CAPACITY_LIMIT:
+            free(self._buffer)
+            self._buffer = <char*>malloc(<size_t>self._initial_capacity)
+            self._capacity = self._initial_capacity
+            if self._buffer == NULL:
+                self._capacity = 0
+                raise MemoryError()
+        return 0
 
     # -- commands ------------------------------------------------------
 
@@ -260,25 +377,14 @@ cdef class RespWriter:
 
     def take(self):
         """Return the framed chunks (a list for ``writelines``) and start afresh."""
-        cdef list chunks
-        self._end_owned_chunk()
-        chunks = self._chunks
-        self._chunks = []
-        self._chunked_bytes = 0
-        self._command_count = 0
-        if self._capacity > RESP_KEPT_CAPACITY_LIMIT:
-            free(self._buffer)
-            self._buffer = <char*>malloc(<size_t>self._initial_capacity)
-            self._capacity = self._initial_capacity
-            if self._buffer == NULL:
-                self._capacity = 0
-                raise MemoryError()
+        cdef list chunks = self._chunks()
+        self.reset()
         return chunks
 
     @property
     def pending_bytes(self):
         """Bytes framed since the last ``take()``."""
-        return self._chunked_bytes + self._length
+        return self.pending()
 
     @property
     def command_count(self):
