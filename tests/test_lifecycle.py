@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,5 +128,80 @@ def test_production_mode_uses_the_users_file_and_refuses_dev_logins(tmp_path: Pa
         assert post("alice", "s3cret-pass").status_code == 200
         assert post("alice", "wrong").status_code == 401
         assert post("test", "test").status_code == 401
+    finally:
+        engine.stop()
+
+
+async def test_several_worker_processes_share_the_port(tmp_path: Path) -> None:
+    from tests.pushclient import push, push_url
+
+    engine = EngineProcess(tmp_path / "data", extra_args=["--workers", "2"]).start()
+    [redis_process] = redis_children(engine)
+    try:
+        token = engine.token()
+        for _ in range(6):  # connections land on either worker
+            result = await push(push_url(engine.ws_url, "multi", token, ack=True), [b"x"], expect_acks=1)
+            assert len(result.acks) == 1
+            assert (
+                httpx.get(f"{engine.base_url}/streams/multi", params={"token": token}).json()["length"] >= 1
+            )
+    finally:
+        assert engine.stop() == 0
+    assert gone(redis_process)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_serves_https_and_wss(tmp_path: Path, redis_url: str) -> None:
+    import ssl
+
+    import websockets
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    engine = EngineProcess(
+        tmp_path / "data", redis_url, ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    )
+    engine.start(wait=False)
+    context = ssl.create_default_context(cafile=str(cert))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.post(
+                    f"https://127.0.0.1:{engine.port}/token",
+                    verify=context,
+                    data={"username": "t", "password": "t"},
+                )
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, engine.log()
+                time.sleep(0.1)
+        token = response.json()["access_token"]
+        url = f"wss://127.0.0.1:{engine.port}/data/tls/push?ack=true&token={token}"
+        async with websockets.connect(url, ssl=context) as ws:
+            await ws.send(b"secure")
+            ack = await ws.recv()
+        assert isinstance(ack, str) and "-" in ack
     finally:
         engine.stop()
