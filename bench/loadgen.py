@@ -350,8 +350,8 @@ def open_target(args: argparse.Namespace) -> Iterator[Target]:
     with tempfile.TemporaryDirectory(prefix="loadgen-") as workdir:
         extra = ["--workers", str(args.engine_workers)] if args.engine_workers else []
         engine = OwnEngine(Path(workdir), args.redis_server, extra)
-        _log(f"starting an engine on port {engine.port} with {engine.redis_binary}")
         with engine:
+            _log(f"started an engine at {engine.base_url} with {engine.redis_binary}")
             token = ControlClient(engine.base_url).login()
             yield Target(engine.base_url, engine.redis_url, token, engine.pid, engine.redis_pid)
 

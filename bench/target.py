@@ -3,16 +3,11 @@ or reached at a URL, its REST control calls, and the Redis it writes to."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +17,7 @@ from typing import Any
 
 import redis
 
+from engine.launcher import EngineProcess
 from engine.redis.embedded import EmbeddedRedis, find_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +32,6 @@ _VERSION = re.compile(rb"v=(\d+)\.(\d+)\.(\d+)")
 
 class TargetError(RuntimeError):
     """The engine or its Redis could not be started or reached."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_server_version(binary: str) -> tuple[int, int, int] | None:
@@ -72,27 +62,20 @@ def find_redis7_server() -> str:
     return find_redis_server()
 
 
-def _die_with_parent() -> None:
-    # Between fork and exec: the engine gets SIGTERM when the load generator dies.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 class OwnEngine:
-    """A private redis-server (unix socket) and `python -m engine serve` on a free port."""
+    """A private redis-server (unix socket, Redis 7 preferred) and the engine on a free port."""
 
     def __init__(self, workdir: Path, redis_binary: str | None = None, engine_args: list[str] | None = None):
         self.workdir = workdir
         self.redis_binary = redis_binary or find_redis7_server()
         self.engine_args = engine_args or []
         self.redis: EmbeddedRedis | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = free_port()
-        self.log_path = workdir / "engine.log"
+        self.engine: EngineProcess | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        assert self.engine is not None
+        return self.engine.base_url
 
     @property
     def redis_url(self) -> str:
@@ -105,62 +88,25 @@ class OwnEngine:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        assert self.engine is not None
+        return self.engine.pid
 
     def start(self, timeout: float = 30.0) -> OwnEngine:
         self.redis = EmbeddedRedis(self.workdir / "redis-data", binary=self.redis_binary).start()
-        command = [
-            sys.executable,
-            "-m",
-            "engine",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.workdir / "engine-data"),
-            "--redis-url",
-            self.redis.url,
-            "--log-level",
-            "warning",
-            *self.engine_args,
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PTG_") and k != "REDIS_URL"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise TargetError(f"engine exited with code {self.process.returncode}: {self.log_tail()}")
-            if ping(self.base_url):
-                return self
-            time.sleep(0.05)
-        raise TargetError(f"engine did not answer /ping within {timeout:.0f} s: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 20) -> str:
+        self.engine = EngineProcess(
+            self.workdir / "engine-data", self.redis.url, ["--log-level", "warning", *self.engine_args]
+        )
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no engine log)"
+            self.engine.start(timeout=timeout)
+        except RuntimeError as error:
+            self.stop()
+            raise TargetError(str(error)) from None
+        return self
 
     def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        engine, self.engine = self.engine, None
+        if engine is not None and engine.process is not None:
+            engine.stop()
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
@@ -175,14 +121,6 @@ class OwnEngine:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def ping(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(base_url + "/ping", timeout=1) as response:
-            return bool(json.load(response) is True)
-    except (OSError, ValueError):
-        return False
 
 
 def find_listener_pid(port: int) -> int | None:
