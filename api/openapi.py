@@ -86,6 +86,24 @@ SPEC: dict[str, Any] = {
                 "Sorted stream ids, or info objects", [_query("info", "boolean", "return info objects")]
             )
         },
+        "/data/{sid}": {
+            "post": _op(
+                "Store every file part as one entry; returns the new entry ids in order. "
+                "With sid '*' (or 'a+b'), each part's filename, else its field name, names its stream",
+                [_SID],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string", "format": "binary"},
+                            }
+                        }
+                    },
+                },
+            ),
+        },
         "/streams/{sid}": {
             "get": _op(
                 "Stream info: sid, meta, XINFO STREAM fields",
