@@ -16,6 +16,7 @@ cdef enum HandleResult:
 cdef bytes _COMMA = b","
 cdef double CLOSE_GRACE_SECONDS = 2.0
 cdef Py_ssize_t PUSH_FLUSH_BYTES = 256 * 1024
+cdef Py_ssize_t MAX_HEADER_BYTES = 8 * 1024 * 1024
 
 
 cdef class PushSession(WSListener):
@@ -155,6 +156,10 @@ cdef class PushSession(WSListener):
         if msg_type == WSMsgType.TEXT:
             if self.header is not None:
                 self.close(CLOSE_INVALID_DATA, "expected the binary batch after its header, got another header")
+                return HANDLED
+            if size > MAX_HEADER_BYTES:
+                # Parsed headers take up to 4x their text in C arrays.
+                self.close(WSCloseCode.MESSAGE_TOO_BIG, f"batch header larger than {MAX_HEADER_BYTES} bytes")
                 return HANDLED
             self.header = data[:size]
             return HANDLED

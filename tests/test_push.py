@@ -354,3 +354,12 @@ async def test_picows_client_batch_push(
     got = stored(store, sid)
     assert [data for _, data in got] == entries
     assert ack == ",".join(entry_id for entry_id, _ in got)
+
+
+async def test_a_batch_header_above_8_mib_closes_1009(
+    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+) -> None:
+    header = "[" + ",".join(["0"] * (4 * MIB + 1)) + "]"
+    result = await push(url(push_engine, push_token, sid, batch=True), [header, b""], wait_close=True)
+    assert result.close_code == 1009
+    assert store.xlen(sid) == 0
