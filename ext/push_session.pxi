@@ -331,6 +331,7 @@ cdef class PushSession(WSListener):
         if len(close_payload) >= 2:
             code = int.from_bytes(close_payload[:2], "big")
         self.close_code = code
+        self.close_reason = ""
         if not self.transport.is_disconnected:
             self.transport.send_close(<WSCloseCode>code, b"")
             self.transport.disconnect()
@@ -349,7 +350,8 @@ cdef class PushSession(WSListener):
         self._maybe_finish_close()
 
     cdef int _maybe_finish_close(self) except -1:
-        if self.close_code == 0 or self.in_flight > 0 or self.transport.is_disconnected:
+        if (self.close_code == 0 or self.in_flight > 0 or self.transport.is_disconnected
+                or self.transport.is_close_frame_sent):
             return 0
         self.transport.send_close(<WSCloseCode>self.close_code,
                                   self.close_reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES])

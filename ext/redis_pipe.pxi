@@ -6,6 +6,7 @@
 # route every reply back.
 
 import asyncio
+import logging
 from collections import deque
 
 from hiredis import Reader, ReplyError
@@ -15,6 +16,9 @@ cdef Py_ssize_t PIPE_READ_BUFFER_BYTES = 256 * 1024
 # paused, below LOW they resume. Bounds the engine's memory under overload.
 cdef Py_ssize_t PIPE_DEFAULT_HIGH_WATER = 8 * 1024 * 1024
 cdef Py_ssize_t PIPE_DEFAULT_LOW_WATER = 2 * 1024 * 1024
+
+
+_pipe_log = logging.getLogger("engine.redis")
 
 
 class RedisUnavailable(ConnectionError):
@@ -159,7 +163,11 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
 
     cdef int _complete(self, PendingBatch batch) except -1:
         if batch.owner is not None:
-            batch.owner.batch_done(batch)
+            try:
+                batch.owner.batch_done(batch)
+            except Exception:
+                # One socket's fault must not break the connection all share.
+                _pipe_log.exception("error handling a Redis reply for %r", batch.owner)
         elif not batch.future.done():
             if batch.error is not None:
                 batch.future.set_exception(batch.error)
@@ -169,7 +177,10 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
 
     cdef int _fail(self, PendingBatch batch, str reason) except -1:
         if batch.owner is not None:
-            batch.owner.batch_failed(batch, reason)
+            try:
+                batch.owner.batch_failed(batch, reason)
+            except Exception:
+                _pipe_log.exception("error failing a batch of %r", batch.owner)
         elif not batch.future.done():
             batch.future.set_exception(RedisUnavailable(reason))
         return 0
