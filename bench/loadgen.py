@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-server", help="redis-server binary for the own engine (default: a Redis 7 on PATH)"
     )
     target.add_argument("--engine-workers", type=_positive_int, help="--workers of the own engine")
+    target.add_argument(
+        "--persist",
+        action="store_true",
+        help="the own Redis writes its append-only file (default off: measure Redis's CPU limit, "
+        "not the disk; the engine's embedded Redis always persists)",
+    )
     target.add_argument("--keep-streams", action="store_true", help="do not delete the bench streams")
     parser.add_argument("--json", action="store_true", help="print one JSON result line")
     return parser
@@ -349,7 +355,7 @@ def open_target(args: argparse.Namespace) -> Iterator[Target]:
         return
     with tempfile.TemporaryDirectory(prefix="loadgen-") as workdir:
         extra = ["--workers", str(args.engine_workers)] if args.engine_workers else []
-        engine = OwnEngine(Path(workdir), args.redis_server, extra)
+        engine = OwnEngine(Path(workdir), args.redis_server, extra, persistent=args.persist)
         with engine:
             _log(f"started an engine at {engine.base_url} with {engine.redis_binary}")
             token = ControlClient(engine.base_url).login()

@@ -65,8 +65,15 @@ def find_redis7_server() -> str:
 class OwnEngine:
     """A private redis-server (unix socket, Redis 7 preferred) and the engine on a free port."""
 
-    def __init__(self, workdir: Path, redis_binary: str | None = None, engine_args: list[str] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        redis_binary: str | None = None,
+        engine_args: list[str] | None = None,
+        persistent: bool = False,
+    ):
         self.workdir = workdir
+        self.persistent = persistent
         self.redis_binary = redis_binary or find_redis7_server()
         self.engine_args = engine_args or []
         self.redis: EmbeddedRedis | None = None
@@ -92,7 +99,9 @@ class OwnEngine:
         return self.engine.pid
 
     def start(self, timeout: float = 30.0) -> OwnEngine:
-        self.redis = EmbeddedRedis(self.workdir / "redis-data", binary=self.redis_binary).start()
+        self.redis = EmbeddedRedis(
+            self.workdir / "redis-data", binary=self.redis_binary, persistent=self.persistent
+        ).start()
         self.engine = EngineProcess(
             self.workdir / "engine-data", self.redis.url, ["--log-level", "warning", *self.engine_args]
         )

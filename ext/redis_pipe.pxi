@@ -7,11 +7,13 @@
 
 import asyncio
 import logging
+import socket
 from collections import deque
 
 from hiredis import Reader, ReplyError
 
 cdef Py_ssize_t PIPE_READ_BUFFER_BYTES = 256 * 1024
+cdef int PIPE_SEND_BUFFER_BYTES = 4 * 1024 * 1024
 # Payload bytes sent but not yet confirmed: above HIGH the producers are
 # paused, below LOW they resume. Bounds the engine's memory under overload.
 cdef Py_ssize_t PIPE_DEFAULT_HIGH_WATER = 8 * 1024 * 1024
@@ -99,6 +101,14 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         # Direct writes go around the transport only when it has no TLS layer.
         if sock is not None and transport.get_extra_info("sslcontext") is None:
             self.fd = sock.fileno()
+            # A send buffer that holds several large entries lets one writev
+            # take a whole batch: no copy of the rest, no second write
+            # (W3, 256 KiB entries: 14% of the engine was that copy). The
+            # kernel caps it at net.core.wmem_max.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIPE_SEND_BUFFER_BYTES)
+            except OSError:
+                pass
 
     def connection_lost(self, exc):
         cdef PendingBatch batch

@@ -75,11 +75,19 @@ class EmbeddedRedis:
     running two servers on the same files.
     """
 
-    def __init__(self, data_dir: Path, binary: str | None = None, startup_timeout: float = 15.0):
+    def __init__(
+        self,
+        data_dir: Path,
+        binary: str | None = None,
+        startup_timeout: float = 15.0,
+        persistent: bool = True,
+    ):
         self.data_dir = Path(data_dir)
         self.redis_dir = self.data_dir / "redis"
         self.binary = binary
         self.startup_timeout = startup_timeout
+        # Benchmarks measure Redis's own limit, without disk writes.
+        self.persistent = persistent
         self.process: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
         self._short_socket_dir: str | None = None
@@ -101,27 +109,20 @@ class EmbeddedRedis:
         self.redis_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         log_path = self.redis_dir / "redis.log"
-        command = [
-            binary,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(self.socket_path),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(self.redis_dir.resolve()),
-            "--appendonly",
-            "yes",
-            "--appendfilename",
-            "engine.aof",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(log_path.resolve()),
-        ]
+        options = {
+            "port": "0",
+            "unixsocket": str(self.socket_path),
+            "unixsocketperm": "700",
+            "dir": str(self.redis_dir.resolve()),
+            "appendonly": "yes" if self.persistent else "no",
+            "appendfilename": "engine.aof",
+            "save": "",
+            "daemonize": "no",
+            "logfile": str(log_path.resolve()),
+        }
+        command = [binary]
+        for name, value in options.items():
+            command += [f"--{name}", value]
         log.info("starting embedded redis-server (%s) on %s", binary, self.socket_path)
         try:
             self.process = subprocess.Popen(
