@@ -182,11 +182,14 @@ cdef class PushSession(WSListener):
             return HANDLED
         if owner is None and size >= pipe.writer.by_reference_threshold:
             owner = frame.get_payload_as_memoryview()
-        batch = pipe.open_batch(self, self.ack)
+        # Messages of one read pass share a batch: one record and one callback.
+        batch = pipe.batch_for(self, self.ack, True)
+        if batch.expected == 0:
+            self.in_flight += 1
         pipe.writer.append_xadd(self.single_key, len(self.single_key), b"*", 1, maxlen,
                                 data, size, owner, 0)
-        pipe.commit(batch, 1, size)
-        self._sent(pipe)
+        pipe.add(batch, 1, size)
+        self._hold_if_overloaded(pipe)
         return HANDLED
 
     cdef HandleResult _store_batch(self, const char* blob, Py_ssize_t size, object owner,
@@ -225,7 +228,7 @@ cdef class PushSession(WSListener):
         try:
             for i in range(key_count):
                 maxlen_of_key[i] = self.maxlens[keys[i]]
-            batch = pipe.open_batch(self, self.ack)
+            batch = pipe.batch_for(self, self.ack, False)  # one ack per batch message
             for i in range(parsed.count):
                 start = parsed.entry_start(i)
                 end = parsed.entry_end(i)
@@ -234,11 +237,13 @@ cdef class PushSession(WSListener):
                 pipe.writer.append_xadd(key, len(key), entry_id, id_length,
                                         maxlen_of_key[parsed.key_index(i)],
                                         blob + start, end - start, owner, start)
-            pipe.commit(batch, parsed.count, size)
+            pipe.add(batch, parsed.count, size)
+            pipe.end_batch()
         finally:
             PyMem_Free(maxlen_of_key)
         self.header = None
-        self._sent(pipe)
+        self.in_flight += 1
+        self._hold_if_overloaded(pipe)
         return HANDLED
 
     cdef RedisPipe _pipe(self):
@@ -248,8 +253,7 @@ cdef class PushSession(WSListener):
             return None
         return <RedisPipe>pipe
 
-    cdef int _sent(self, RedisPipe pipe) except -1:
-        self.in_flight += 1
+    cdef int _hold_if_overloaded(self, RedisPipe pipe) except -1:
         if pipe.overloaded:
             pipe.hold_producer(self.transport.underlying_transport)
         return 0
@@ -259,6 +263,12 @@ cdef class PushSession(WSListener):
     def batch_done(self, PendingBatch batch):
         self.in_flight -= 1
         if batch.error is not None:
+            if self.ack and not self.batch_mode and not self.transport.is_disconnected:
+                # Single messages framed together: ack those stored before the refusal.
+                for entry_id in batch.replies:
+                    if isinstance(entry_id, ReplyError):
+                        break
+                    self.transport.send(WSMsgType.TEXT, entry_id)
             message = str(batch.error)
             code = CLOSE_INVALID_DATA if "ID" in message else WSCloseCode.INTERNAL_ERROR
             self.close(code, f"Redis refused an entry: {message}")
@@ -270,7 +280,8 @@ cdef class PushSession(WSListener):
                 if self.batch_mode:
                     self.transport.send(WSMsgType.TEXT, _COMMA.join(batch.replies))
                 else:
-                    self.transport.send(WSMsgType.TEXT, batch.replies[0])
+                    for entry_id in batch.replies:
+                        self.transport.send(WSMsgType.TEXT, entry_id)
         self._maybe_finish_close()
 
     def batch_failed(self, PendingBatch batch, str reason):

@@ -66,6 +66,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
     cdef object reader
     cdef bytearray read_buffer
     cdef object pending              # deque[PendingBatch]
+    cdef PendingBatch open           # the batch being framed, not queued yet
     cdef readonly RespWriter writer
     cdef readonly bint connected
     cdef bint transport_paused       # the transport's own write buffer is full
@@ -117,6 +118,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         self.transport = None
         self.fd = -1
         self.lost_reason = reason
+        self.end_batch()
         self.writer.reset()
         pending, self.pending = self.pending, deque()
         self.in_flight_bytes = 0
@@ -197,25 +199,42 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
 
     # -- submissions ----------------------------------------------------
 
-    cdef PendingBatch open_batch(self, object owner, bint want_replies):
-        """Start a batch: frame its commands with ``writer``, then ``commit`` it."""
-        cdef PendingBatch batch = PendingBatch.__new__(PendingBatch)
+    cdef PendingBatch batch_for(self, object owner, bint want_replies, bint join):
+        """The batch to frame the next commands into (with ``writer``, then ``add``).
+
+        With ``join``, commands of one owner framed back to back share one
+        batch (one record, one callback for a whole read pass of single
+        messages). Any other call ends the open batch first, so batches are
+        queued exactly in the order their commands were framed.
+        """
+        cdef PendingBatch batch = self.open
         if not self.connected:
             raise RedisUnavailable(self.lost_reason or "Redis is not connected")
+        if batch is not None:
+            if join and batch.owner is owner and (batch.replies is not None) == want_replies:
+                return batch
+            self.end_batch()
+        batch = PendingBatch.__new__(PendingBatch)
         batch.owner = owner
         batch.replies = [] if want_replies else None
+        self.open = batch
         return batch
 
-    cdef int commit(self, PendingBatch batch, Py_ssize_t commands, Py_ssize_t nbytes) except -1:
-        """Queue a batch of ``commands`` just framed into ``writer``."""
-        if commands == 0:
-            return 0
-        batch.expected = commands
-        batch.nbytes = nbytes
-        self.pending.append(batch)
+    cdef int add(self, PendingBatch batch, Py_ssize_t commands, Py_ssize_t nbytes) except -1:
+        """Count ``commands`` just framed into ``writer`` for the open ``batch``."""
+        batch.expected += commands
+        batch.nbytes += nbytes
         self.in_flight_bytes += nbytes
         if self.in_flight_bytes > self.high_water:
             self.overloaded = True
+        return 0
+
+    cdef int end_batch(self) except -1:
+        """Queue the open batch for its replies (before its commands are written)."""
+        cdef PendingBatch batch = self.open
+        self.open = None
+        if batch is not None and batch.expected > 0:
+            self.pending.append(batch)
         return 0
 
     cdef int flush(self) except -1:
@@ -225,6 +244,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         must not outlive the frame callback)."""
         cdef RespWriter writer = self.writer
         cdef Py_ssize_t written = 0
+        self.end_batch()
         if writer.pending() == 0:
             return 0
         if not self.connected:
@@ -267,24 +287,21 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
 
     def call(self, *arguments):
         """Send one command now; returns a future of its reply."""
-        cdef PendingBatch batch = self.open_batch(None, True)
+        cdef PendingBatch batch = self.batch_for(None, True, False)
         batch.future = asyncio.get_running_loop().create_future()
         self.writer.command(*arguments)
-        self.commit(batch, 1, 0)
+        self.add(batch, 1, 0)
         self.flush()
         return _first_reply(batch.future)
 
     def xadd_many(self, entries):
         """XADD each ``(key, entry_id, payload, maxlen)``; returns a future of the
         replies (entry ids as bytes); an error reply fails the whole future."""
-        cdef PendingBatch batch = self.open_batch(None, True)
-        cdef Py_ssize_t count = 0, nbytes = 0
+        cdef PendingBatch batch = self.batch_for(None, True, False)
         batch.future = asyncio.get_running_loop().create_future()
         for key, entry_id, payload, maxlen in entries:
             self.writer.xadd(key, entry_id, payload, maxlen)
-            nbytes += len(payload)
-            count += 1
-        self.commit(batch, count, nbytes)
+            self.add(batch, 1, len(payload))
         self.flush()
         return batch.future
 
