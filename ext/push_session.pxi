@@ -43,6 +43,7 @@ cdef class PushSession(WSListener):
     cdef Py_ssize_t in_flight        # batches sent and not yet confirmed
     cdef int close_code              # non-zero once the session decided to close
     cdef str close_reason
+    cdef bytearray ack_frames        # acks waiting for the end of this read of replies
     cdef readonly Py_ssize_t entries_stored
     cdef readonly Py_ssize_t bytes_stored
 
@@ -263,12 +264,12 @@ cdef class PushSession(WSListener):
     def batch_done(self, PendingBatch batch):
         self.in_flight -= 1
         if batch.error is not None:
-            if self.ack and not self.batch_mode and not self.transport.is_disconnected:
+            if self.ack and not self.batch_mode:
                 # Single messages framed together: ack those stored before the refusal.
                 for entry_id in batch.replies:
                     if isinstance(entry_id, ReplyError):
                         break
-                    self.transport.send(WSMsgType.TEXT, entry_id)
+                    self._queue_ack(entry_id)
             message = str(batch.error)
             code = CLOSE_INVALID_DATA if "ID" in message else WSCloseCode.INTERNAL_ERROR
             self.close(code, f"Redis refused an entry: {message}")
@@ -276,13 +277,38 @@ cdef class PushSession(WSListener):
             # Batches sent before a refused message are stored: ack them too.
             self.entries_stored += batch.expected
             self.bytes_stored += batch.nbytes
-            if self.ack and not self.transport.is_disconnected:
+            if self.ack:
                 if self.batch_mode:
-                    self.transport.send(WSMsgType.TEXT, _COMMA.join(batch.replies))
+                    self._queue_ack(_COMMA.join(batch.replies))
                 else:
                     for entry_id in batch.replies:
-                        self.transport.send(WSMsgType.TEXT, entry_id)
+                        self._queue_ack(entry_id)
         self._maybe_finish_close()
+
+    def replies_done(self):
+        self._send_acks()
+
+    cdef int _queue_ack(self, bytes text) except -1:
+        """Append one text message (an unmasked server frame) to the acks to send."""
+        cdef Py_ssize_t size = len(text)
+        if self.ack_frames is None:
+            self.ack_frames = bytearray()
+        if size < 126:
+            self.ack_frames.append(0x81)
+            self.ack_frames.append(size)
+        elif size < 65536:
+            self.ack_frames += b"\x81\x7e" + size.to_bytes(2, "big")
+        else:
+            self.ack_frames += b"\x81\x7f" + size.to_bytes(8, "big")
+        self.ack_frames += text
+        return 0
+
+    cdef int _send_acks(self) except -1:
+        frames, self.ack_frames = self.ack_frames, None
+        if frames and not self.transport.is_disconnected and not self.transport.is_close_frame_sent:
+            # The transport may keep the buffer queued: a fresh one is used next time.
+            self.transport.underlying_transport.write(frames)
+        return 0
 
     def batch_failed(self, PendingBatch batch, str reason):
         self.in_flight -= 1
@@ -364,6 +390,7 @@ cdef class PushSession(WSListener):
         if (self.close_code == 0 or self.in_flight > 0 or self.transport.is_disconnected
                 or self.transport.is_close_frame_sent):
             return 0
+        self._send_acks()  # the acks go out before the close frame
         self.transport.send_close(<WSCloseCode>self.close_code,
                                   self.close_reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES])
         # Hanging up at once would reset a client that is still sending, and

@@ -33,7 +33,8 @@ class RedisUnavailable(ConnectionError):
 cdef class PendingBatch:
     """Commands of one batch, sent together, awaiting their replies in order.
 
-    ``owner.batch_done(batch)`` is called once every reply arrived, or
+    ``owner.batch_done(batch)`` is called once every reply arrived (and
+    ``owner.replies_done()`` after each read of replies), or
     ``owner.batch_failed(batch, reason)`` if the connection was lost first.
     An owner of None completes ``future`` instead (awaitable submissions).
     """
@@ -67,6 +68,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
     cdef bytearray read_buffer
     cdef object pending              # deque[PendingBatch]
     cdef PendingBatch open           # the batch being framed, not queued yet
+    cdef list completed_owners       # owners whose batches completed in this read
     cdef readonly RespWriter writer
     cdef readonly bint connected
     cdef bint transport_paused       # the transport's own write buffer is full
@@ -85,6 +87,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         self.reader = Reader()
         self.read_buffer = bytearray(PIPE_READ_BUFFER_BYTES)
         self.pending = deque()
+        self.completed_owners = []
         self.writer = RespWriter(by_reference_threshold)
         self.high_water = high_water
         self.low_water = low_water
@@ -154,6 +157,7 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         while True:
             reply = reader_gets()
             if reply is False:
+                self._after_replies()
                 return 0
             if not self.pending:
                 # A reply nobody asked for means the stream is out of step: never guess.
@@ -173,8 +177,22 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
                     self._update_overload()
                 self._complete(batch)
 
+    cdef int _after_replies(self) except -1:
+        # Owners write what their completed batches produced (acks) once per
+        # read of replies: one syscall per socket, not one per batch.
+        if not self.completed_owners:
+            return 0
+        owners, self.completed_owners = self.completed_owners, []
+        for owner in owners:
+            try:
+                owner.replies_done()
+            except Exception:
+                _pipe_log.exception("error sending the replies of %r", owner)
+        return 0
+
     cdef int _complete(self, PendingBatch batch) except -1:
         if batch.owner is not None:
+            self.completed_owners.append(batch.owner)
             try:
                 batch.owner.batch_done(batch)
             except Exception:
