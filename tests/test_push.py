@@ -363,3 +363,51 @@ async def test_a_batch_header_above_8_mib_closes_1009(
     result = await push(url(push_engine, push_token, sid, batch=True), [header, b""], wait_close=True)
     assert result.close_code == 1009
     assert store.xlen(sid) == 0
+
+
+@pytest.mark.parametrize("piece", [1, 2, 5, 64])
+async def test_a_batch_split_into_fragments_of_any_size_stores_the_same_entries(
+    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str, piece: int
+) -> None:
+    import websockets
+
+    entries = [b"alpha", b"", b"\x00\xff" * 20, "é".encode()]
+    _, ends, blob = frames(*entries)
+    header = json.dumps([[sid, end] for end in ends]).encode()
+
+    def pieces(data: bytes) -> list[bytes]:
+        return [data[i : i + piece] for i in range(0, len(data), piece)] or [b""]
+
+    async with websockets.connect(url(push_engine, push_token, sid, batch=True, ack=True)) as ws:
+        await ws.send(iter([part.decode("latin-1") for part in pieces(header)]))
+        await ws.send(iter(pieces(blob)))
+        ack = await ws.recv()
+    got = stored(store, sid)
+    assert [data for _, data in got] == entries
+    assert ack == ",".join(entry_id for entry_id, _ in got)
+
+
+async def test_frames_arriving_one_byte_per_tcp_segment(
+    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+) -> None:
+    import asyncio
+    import struct
+
+    from tests.wsraw import handshake
+
+    status, _, rest, sock = handshake(push_engine.port, f"/data/{sid}/push?ack=true&token={push_token}")
+    assert status == 101 and rest == b""
+
+    def masked_frame(opcode: int, payload: bytes) -> bytes:
+        mask = os.urandom(4)
+        body = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + body
+
+    with sock:
+        sock.setblocking(True)
+        for byte in masked_frame(0x2, b"slow entry"):
+            sock.sendall(bytes([byte]))
+            await asyncio.sleep(0)
+        reply = sock.recv(100)
+    assert reply[0] == 0x81
+    assert stored(store, sid) == [(reply[2:].decode(), b"slow entry")]
