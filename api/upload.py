@@ -4,15 +4,30 @@ same pipelined store path as the WebSocket push."""
 from __future__ import annotations
 
 from hiredis import ReplyError
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.multipart import MultipartError, boundary_of, split_parts
 from api.security import authenticated_user, runtime_of
 from api.streams import ORJSONResponse
 from engine._core import RedisUnavailable
 from engine.ids import InvalidStreamId, check_stream_id, split_stream_ids
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 past ``limit`` bytes (the WebSocket message limit)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body larger than the limit of {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def post_entries(request: Request) -> Response:
@@ -21,23 +36,22 @@ async def post_entries(request: Request) -> Response:
     sids = split_stream_ids(request.path_params["sid"])
     by_name = sids == ["*"] or len(sids) > 1
     try:
-        form = await request.form(max_files=100_000, max_fields=100_000)
-    except Exception:
-        raise HTTPException(400, "expected a multipart/form-data body") from None
-    entries: list[tuple[bytes, bytes]] = []
-    try:
-        for field, value in form.multi_items():
-            if not isinstance(value, UploadFile):
-                continue
-            target = (value.filename or field) if by_name else sids[0]
+        boundary = boundary_of(request.headers.get("content-type", ""))
+        parts = split_parts(await read_body(request, runtime.config.max_message_size), boundary)
+    except MultipartError as error:
+        raise HTTPException(400, str(error)) from None
+    entries: list[tuple[bytes, memoryview]] = []
+    for part in parts:
+        if part.filename is None:
+            continue  # a plain form field, not a file
+        target = (part.filename or part.name) if by_name else sids[0]
+        try:
             key = check_stream_id(target)
-            if len(sids) > 1 and target not in sids:
-                raise HTTPException(400, f"part for stream {target!r} is not among {'+'.join(sids)}")
-            entries.append((key, await value.read()))
-    except InvalidStreamId as error:
-        raise HTTPException(400, f"bad stream id in a part's name: {error}") from None
-    finally:
-        await form.close()
+        except InvalidStreamId as error:
+            raise HTTPException(400, f"bad stream id in a part's name: {error}") from None
+        if len(sids) > 1 and target not in sids:
+            raise HTTPException(400, f"part for stream {target!r} is not among {'+'.join(sids)}")
+        entries.append((key, part.data))
     if not entries:
         raise HTTPException(400, "no file parts: every file part becomes one entry")
     maxlens = runtime.maxlens

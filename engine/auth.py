@@ -11,6 +11,7 @@ from pathlib import Path
 import jwt
 
 ALGORITHM = "HS256"
+VERIFIED_TOKENS_KEPT = 4096
 SECRET_FILE = "secret"
 
 
@@ -43,6 +44,9 @@ class TokenSigner:
             raise ValueError("the token secret must not be empty")
         self._key = secret.encode()
         self.lifetime = lifetime
+        # token -> (user, expiry): a token's signature is checked once, its
+        # expiry on every use (JWT decoding was 11% of POST /data).
+        self._verified: dict[str, tuple[str, int]] = {}
 
     def issue(self, user: str, seconds: int | None = None) -> tuple[str, int]:
         """A token for ``user`` valid ``seconds`` (at most the configured lifetime unless
@@ -54,6 +58,12 @@ class TokenSigner:
 
     def verify(self, token: str) -> str:
         """The user named by a valid token; AuthError for anything else."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known[1] > time.time():
+                return known[0]
+            del self._verified[token]
+            raise AuthError("token expired")
         try:
             claims = jwt.decode(
                 token,
@@ -72,6 +82,9 @@ class TokenSigner:
         user = claims["sub"]
         if not isinstance(user, str) or not user:
             raise AuthError("invalid token: 'sub' must be a non-empty string")
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.pop(next(iter(self._verified)))  # the oldest
+        self._verified[token] = (user, int(claims["exp"]))
         return user
 
 

@@ -61,7 +61,7 @@ def test_listed_streams_take_parts_named_after_them(http: httpx.Client, store: r
 @pytest.mark.parametrize(
     ("segment", "files", "reason"),
     [
-        ("{sid}", [], "no file parts"),
+        ("{sid}", [("field", (None, b"plain form field"))], "no file parts"),
         ("*", [("p", ("XMETA:x", b"no"))], "bad stream id"),
         ("*", [("p", ("a b", b"no"))], "bad stream id"),
         ("XMETA:{sid}", [("p", ("f", b"no"))], "bad stream id"),
@@ -75,7 +75,7 @@ def test_bad_uploads_are_400_and_store_nothing(
     files: list[tuple[str, tuple[str, bytes]]],
     reason: str,
 ) -> None:
-    response = http.post(f"/data/{segment.format(sid=sid)}", files=files, data={} if files else {"a": "b"})
+    response = http.post(f"/data/{segment.format(sid=sid)}", files=files)
     assert response.status_code == 400
     assert reason in response.json()["detail"]
     assert store.xlen(sid) == 0
@@ -84,6 +84,33 @@ def test_bad_uploads_are_400_and_store_nothing(
 def test_not_multipart_is_400(http: httpx.Client, sid: str) -> None:
     response = http.post(f"/data/{sid}", content=b"raw", headers={"Content-Type": "application/octet-stream"})
     assert response.status_code == 400
+    assert "multipart/form-data" in response.json()["detail"]
+
+
+def test_a_truncated_body_is_400_and_stores_nothing(http: httpx.Client, store: redis.Redis, sid: str) -> None:
+    request = http.build_request("POST", f"/data/{sid}", files=[("p", ("f", b"0123456789"))])
+    body = request.read()
+    response = http.post(
+        f"/data/{sid}", content=body[:-20], headers={"Content-Type": request.headers["content-type"]}
+    )
+    assert response.status_code == 400
+    assert "not terminated" in response.json()["detail"]
+    assert store.xlen(sid) == 0
+
+
+def test_a_body_above_the_message_size_limit_is_413(redis_url: str, tmp_path, sid: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import EngineProcess
+
+    engine = EngineProcess(tmp_path, redis_url, ["--max-message-size", "1000"]).start()
+    try:
+        response = httpx.post(
+            f"{engine.base_url}/data/{sid}",
+            params={"token": engine.token()},
+            files=[("p", ("f", b"x" * 2000))],
+        )
+    finally:
+        engine.stop()
+    assert response.status_code == 413
 
 
 def test_post_needs_a_token(anon: httpx.Client, sid: str) -> None:
