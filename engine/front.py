@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 from picows import WSAutoPingStrategy, WSCloseCode
@@ -26,6 +27,7 @@ MAX_HEAD_BYTES = 16 * 1024
 HEAD_TIMEOUT_SECONDS = 10.0
 WS_HANDSHAKE_TIMEOUT_SECONDS = 5.0
 WS_READ_BUFFER_BYTES = 256 * 1024
+WS_SOCKET_RECEIVE_BUFFER_BYTES = 1024 * 1024
 
 picows_log = logging.getLogger("picows.server")
 
@@ -143,6 +145,12 @@ class FrontProtocol(asyncio.Protocol):
     def _hand_to_websocket(self) -> None:
         assert self.transport is not None
         self._forget()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            # A fixed receive buffer bounds every read: picows doubles its read
+            # buffer whenever a read fills it, and with the kernel's autotuning
+            # a flooding producer grew it past 100 MB of engine RSS.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WS_SOCKET_RECEIVE_BUFFER_BYTES)
         router: WebSocketRouter = self.app_state["ws_router"]
         protocol = TrackedWSProtocol(
             router, router.runtime.config.max_message_size, self.server_state.connections
