@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 
-from api import docs, streams, token, upload
+from api import data, docs, streams, token, upload
 from api.errors import EXCEPTION_HANDLERS
 from engine.config import Config, resolve
 from engine.runtime import Runtime
@@ -28,6 +28,7 @@ ROUTES = [
     # a bad id (400) instead of silently routing somewhere else.
     Route("/streams/{sid:path}", streams.stream, methods=["GET", "PUT", "DELETE"]),
     Route("/data/{sid:path}", upload.post_entries, methods=["POST"]),
+    Route("/data/{sid:path}", data.read_entries, methods=["GET"]),
     Route("/openapi.json", docs.openapi_json, methods=["GET"]),
     Route("/docs", docs.docs_page, methods=["GET"]),
     Mount("/docs/assets", app=docs.assets),

@@ -46,7 +46,11 @@ SPEC: dict[str, Any] = {
         "title": "PTG data store engine",
         "version": __version__,
         "description": "Live sensor data in Redis Streams. WebSocket endpoints (not shown): "
-        "`/data/{sid}/push` and `/data/{sid}/pull`; see PROTOCOL.md.",
+        "`/data/{sid}/push` and `/data/{sid}/pull`; see PROTOCOL.md. A pull socket takes "
+        "`count`, `last_entry_id` (default `$`), `latest`, `timeout` (ms), `onebyone`, `ack`, "
+        "`time_sync_id`, `rate_limit` (s), `max_fps` and `header` (0: binary messages only, "
+        "one entry each), and sends per step a text message `[[sid, entry_id, start_offset], ...]` "
+        "and one binary message with the entries' bytes.",
     },
     "components": {
         "schemas": {
@@ -101,6 +105,38 @@ SPEC: dict[str, Any] = {
                             }
                         }
                     },
+                },
+            ),
+            "get": _op(
+                "Read entries of one or more streams ('a+b'), concatenated",
+                [
+                    _SID,
+                    _query("count", "integer", "entries per stream, at least 1 (default 1)"),
+                    _query(
+                        "last_entry_id",
+                        "string",
+                        "'*' (default): the latest `count` entries, oldest first; an entry id "
+                        "'<ms>-<seq>', '0' or '$': up to `count` entries after it ('$': none). "
+                        "One value for all streams, or one per stream joined by '+'",
+                    ),
+                ],
+                responses={
+                    "200": {
+                        "description": "the entries' bytes, back to back",
+                        "headers": {
+                            "entry-offset": {
+                                "description": "JSON list [[sid, entry_id, start_offset], ...] in "
+                                "ASCII (non-ASCII escaped as \\uXXXX); start offsets into the body",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                        "content": {
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "503": _ERROR,
                 },
             ),
         },

@@ -11,6 +11,7 @@ from engine.config import Config
 from engine.maxlen import MaxLenCache
 from engine.redis.connect import control_client
 from engine.redis.ingest import IngestLink
+from engine.redis.reads import ReadLink
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
 
@@ -28,6 +29,7 @@ class Runtime:
     users: UsersFile
     ingest: IngestLink
     maxlens: MaxLenCache
+    reads: ReadLink
 
     @classmethod
     async def open(cls, config: Config, redis_url: str) -> Runtime:
@@ -35,6 +37,8 @@ class Runtime:
         secret = config.secret or load_or_create_secret(config.data_dir)
         ingest = IngestLink(redis_url)
         await ingest.connect()
+        reads = ReadLink(redis_url)
+        await reads.connect()
         maxlens = MaxLenCache(redis, config.max_len)
         maxlens.start()
         return cls(
@@ -46,6 +50,7 @@ class Runtime:
             users=UsersFile(config.data_dir),
             ingest=ingest,
             maxlens=maxlens,
+            reads=reads,
         )
 
     def login_ok(self, user: str, password: str) -> bool:
@@ -55,5 +60,6 @@ class Runtime:
 
     async def close(self) -> None:
         await self.maxlens.stop()
+        await self.reads.close()
         await self.ingest.close()
         await self.redis.aclose()

@@ -1,0 +1,60 @@
+"""GET /data/{sid}: entries of one or more streams, concatenated, with their offsets."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hiredis import ReplyError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.params import integer
+from api.security import authenticated_user, runtime_of
+from engine._core import RedisUnavailable, StreamKey, join_entries
+from engine.cursors import BadCursor, parse_cursors
+from engine.ids import split_stream_ids
+
+if TYPE_CHECKING:
+    from engine._core import ShapeName
+
+
+async def read_entries(request: Request) -> Response:
+    """``last_entry_id``: ``*`` the latest ``count`` entries (oldest first); an id,
+    ``0`` or ``$``: up to ``count`` entries after it (none exist after ``$``).
+    The ``entry-offset`` header lists ``[sid, entry_id, start]`` per entry, in ASCII."""
+    authenticated_user(request)
+    sids = split_stream_ids(request.path_params["sid"])
+    count = integer(request.query_params, "count", 1, minimum=1)
+    try:
+        cursors = parse_cursors(request.query_params.get("last_entry_id") or "*", len(sids))
+    except BadCursor as error:
+        raise HTTPException(400, str(error)) from None
+    reader = runtime_of(request).reads.reader
+    if reader is None:
+        raise HTTPException(503, "Redis is unavailable")
+    commands: list[tuple[ShapeName, list[StreamKey], tuple[Any, ...]]] = []
+    newest_first: list[bool] = []
+    for sid, cursor in zip(sids, cursors, strict=True):
+        key = StreamKey(sid)
+        if cursor.kind == "newest":
+            commands.append(("range", [key], (b"XREVRANGE", key.key, b"+", b"-", b"COUNT", count)))
+        elif cursor.kind == "id":
+            commands.append(("range", [key], (b"XRANGE", key.key, cursor.after, b"+", b"COUNT", count)))
+        else:
+            continue  # "$": nothing newer than now exists yet
+        newest_first.append(cursor.kind == "newest")
+    try:
+        replies = await reader.read(commands)
+    except RedisUnavailable:
+        raise HTTPException(503, "Redis is unavailable") from None
+    entries: list[Any] = []
+    for reply, reverse in zip(replies, newest_first, strict=True):
+        if isinstance(reply, ReplyError):
+            # WRONGTYPE and the like: the key is not a stream.
+            raise HTTPException(400, f"Redis refused the read: {reply}")
+        if reverse:
+            reply.reverse()
+        entries.extend(reply)
+    body, offsets = join_entries(entries)
+    return Response(body, media_type="application/octet-stream", headers={"entry-offset": offsets})
