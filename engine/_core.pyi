@@ -165,3 +165,58 @@ class StreamReader(asyncio.BufferedProtocol):
     ) -> asyncio.Future[list[Any]]: ...
     async def call(self, *arguments: bytes | str | int) -> Any: ...
     def close(self) -> None: ...
+
+class StreamRing:
+    stream: StreamKey
+    def __init__(self, stream: StreamKey, max_entries: int = 1024, max_bytes: int = ...) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def floor(self) -> tuple[int, int]: ...
+    @property
+    def last(self) -> tuple[int, int]: ...
+
+class PullFeed:
+    keys: tuple[StreamKey, ...]
+    rings: list[StreamRing]
+    sessions: set[Any]
+    started: bool
+    closed: bool
+    replies: int
+    entries_read: int
+    waiting_sessions: int
+    def __init__(
+        self,
+        keys: Iterable[StreamKey],
+        read_count: int = 512,
+        ring_entries: int = 1024,
+        ring_bytes: int = ...,
+    ) -> None: ...
+    def ring(self, key: bytes) -> StreamRing: ...
+    def prime(self, newest: list[Any]) -> None: ...
+    def serve(self, reader: StreamReader) -> None: ...
+    def stop_serving(self) -> None: ...
+    def fail(self, reason: str) -> None: ...
+    def close(self) -> None: ...
+
+class PullSession(WSListener):
+    steps_sent: int
+    entries_sent: int
+    bytes_sent: int
+    redis_reads: int
+    cursor_ids: list[tuple[int, int]]
+    def __init__(
+        self,
+        hub: Any,
+        reads: Any,
+        keys: list[StreamKey],
+        cursors: list[CursorTuple],
+        count: int,
+        latest: bool,
+        onebyone: bool,
+        header: bool,
+        ack: bool,
+        timeout: float,
+        sync_index: int,
+        min_interval: float,
+    ) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...

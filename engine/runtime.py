@@ -14,6 +14,7 @@ from engine.redis.ingest import IngestLink
 from engine.redis.reads import ReadLink
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
+from engine.ws.hub import PullHub
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Runtime:
     ingest: IngestLink
     maxlens: MaxLenCache
     reads: ReadLink
+    pulls: PullHub
 
     @classmethod
     async def open(cls, config: Config, redis_url: str) -> Runtime:
@@ -51,6 +53,7 @@ class Runtime:
             ingest=ingest,
             maxlens=maxlens,
             reads=reads,
+            pulls=PullHub(redis_url),
         )
 
     def login_ok(self, user: str, password: str) -> bool:
@@ -60,6 +63,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.maxlens.stop()
+        await self.pulls.close()
         await self.reads.close()
         await self.ingest.close()
         await self.redis.aclose()

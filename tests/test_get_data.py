@@ -37,7 +37,7 @@ def read(http: httpx.Client, path: str, **params: str | int) -> tuple[list[list[
 def entries(offsets: list[list[object]], body: bytes) -> list[tuple[object, object, bytes]]:
     """(sid, entry_id, payload) per entry, as ptgctl unpacks them (start offsets)."""
     starts = [int(str(item[2])) for item in offsets]
-    ends = [*starts[1:], len(body)]
+    ends = [*starts[1:], len(body)] if starts else []
     return [(item[0], item[1], body[a:b]) for item, a, b in zip(offsets, starts, ends, strict=True)]
 
 

@@ -20,17 +20,13 @@ from engine.auth import AuthError, find_token
 from engine.ids import InvalidStreamId, split_stream_ids
 from engine.runtime import Runtime
 from engine.ws.listeners import ClosingListener
+from engine.ws.pull import pull_endpoint
 from engine.ws.push import push_endpoint
 
 # (runtime, stream ids, query, user) -> listener; one per endpoint.
 EndpointFactory = Callable[[Runtime, list[str], dict[str, str], str], WSListener | Answer]
 
-
-def _not_implemented(runtime: Runtime, sids: list[str], query: dict[str, str], user: str) -> WSListener:
-    return ClosingListener(WSCloseCode.INTERNAL_ERROR, "not implemented")
-
-
-ENDPOINTS: dict[str, EndpointFactory] = {"push": push_endpoint, "pull": _not_implemented}
+ENDPOINTS: dict[str, EndpointFactory] = {"push": push_endpoint, "pull": pull_endpoint}
 
 
 def _error(status: HTTPStatus, detail: str, headers: dict[str, str] | None = None) -> Answer:
