@@ -31,6 +31,8 @@ cdef Py_ssize_t FEED_READ_COUNT = 512
 cdef Py_ssize_t PULL_CATCH_UP_ENTRIES = 256
 # Steps one socket sends in a row before it lets the loop run other work.
 cdef Py_ssize_t PULL_STEPS_PER_TURN = 64
+# Steps framed for one socket are written together up to this many bytes.
+cdef Py_ssize_t PULL_COALESCE_BYTES = 256 * 1024
 cdef uint64_t _UINT64_MAX = 0xFFFFFFFFFFFFFFFF
 
 cdef enum CursorKind:
@@ -333,8 +335,12 @@ cdef class PullSession(WSListener):
     cdef double last_data_at
     cdef char* scratch
     cdef Py_ssize_t scratch_capacity
-    cdef iovec* iov
-    cdef PyObject** iov_owner
+    cdef Py_ssize_t scratch_used
+    cdef iovec* iov                 # steps framed and not written yet
+    cdef PyObject** iov_owner       # the bytes each iov points into; NULL: scratch
+    cdef Py_ssize_t iov_count
+    cdef Py_ssize_t iov_bytes
+    cdef list iov_keep              # entries from `pending`: alive until written
     cdef Py_ssize_t iov_capacity
     cdef readonly Py_ssize_t steps_sent
     cdef readonly Py_ssize_t entries_sent
@@ -373,6 +379,7 @@ cdef class PullSession(WSListener):
             self.cursors[i].ms = ms
             self.cursors[i].seq = seq
             self.cursors[i].pos = -1
+        self.iov_keep = []
         self.catch_up = _CatchUp.__new__(_CatchUp)
         self.catch_up.session = self
 
@@ -434,7 +441,16 @@ cdef class PullSession(WSListener):
 
     cdef int advance(self) except -1:
         """Send steps while the socket may and entries are there; otherwise wait
-        (for the feed, the client, a timer or a Redis read)."""
+        (for the feed, the client, a timer or a Redis read). Steps due together
+        (a socket behind by several entries) leave in one writev."""
+        try:
+            self._advance()
+        finally:
+            if self.iov_count:
+                self._flush()
+        return 0
+
+    cdef int _advance(self) except -1:
         cdef Py_ssize_t total, steps = 0
         cdef double now
         while True:
@@ -457,6 +473,8 @@ cdef class PullSession(WSListener):
                 return 0
             self._send_step(total)
             self._move_cursors()
+            if self.iov_count >= PULL_IOV_PER_WRITE // 2 or self.iov_bytes >= PULL_COALESCE_BYTES:
+                self._flush()
             now = monotonic()
             self.last_data_at = now
             if self.min_interval > 0:
@@ -671,17 +689,21 @@ cdef class PullSession(WSListener):
         return 0
 
     cdef int _send_step(self, Py_ssize_t total) except -1:
-        cdef Py_ssize_t i, j, n = 0, nbytes = 0, skip, text_size = 2, payload_size = 0
-        cdef Py_ssize_t head_size, offset = 0
+        """Frame the selected entries after the steps already framed. Entries are
+        referenced, not copied; a step header goes into `scratch`, whose iovs hold
+        offsets until `_flush` (scratch may move when it grows)."""
+        cdef Py_ssize_t i, j, n, skip, text_size = 2, payload_size = 0
+        cdef Py_ssize_t head_size, offset = 0, header_iov = -1
         cdef Selection* chosen
         cdef StreamEntry entry
         cdef list source
         cdef bint whole_entries = self.onebyone or not self.header or total == 1
         cdef char* out = NULL
         cdef char* json_start = NULL
-        self._reserve_iov(total + 1)
+        self._reserve_iov(self.iov_count + total + 1)
+        n = self.iov_count
         if not whole_entries:
-            # The step header, then the binary frame header, in one owned buffer.
+            # The step header, then the binary frame header, in the scratch buffer.
             for i in range(self.nstreams):
                 chosen = &self.selection[i]
                 source = <list>self.pending[i] if chosen.from_pending else (<StreamRing>self.rings[i]).entries
@@ -689,11 +711,12 @@ cdef class PullSession(WSListener):
                     entry = <StreamEntry>source[j]
                     payload_size += entry.payload_size
                     text_size += PyBytes_GET_SIZE(entry.stream.json) + entry.id_size + MAX_DECIMAL_DIGITS + 7
-            self._reserve_scratch(2 * WS_MAX_FRAME_HEADER + text_size)
-            json_start = out = self.scratch + WS_MAX_FRAME_HEADER
+            self._reserve_scratch(self.scratch_used + 2 * WS_MAX_FRAME_HEADER + text_size)
+            json_start = out = self.scratch + self.scratch_used + WS_MAX_FRAME_HEADER
             out[0] = c'['
             out += 1
-            n = 1
+            header_iov = n
+            n += 1
         for i in range(self.nstreams):
             chosen = &self.selection[i]
             source = <list>self.pending[i] if chosen.from_pending else (<StreamRing>self.rings[i]).entries
@@ -711,7 +734,10 @@ cdef class PullSession(WSListener):
                     self.iov[n].iov_base = <void*>entry.payload_ptr()
                     self.iov[n].iov_len = <size_t>entry.payload_size
                 self.iov_owner[n] = <PyObject*>entry.wire
-                nbytes += self.iov[n].iov_len
+                if chosen.from_pending:
+                    # `pending` lets go of it before the flush; the ring keeps its own.
+                    self.iov_keep.append(entry)
+                self.iov_bytes += self.iov[n].iov_len
                 n += 1
         if not whole_entries:
             (out - 1)[0] = c']'  # over the last comma
@@ -719,17 +745,35 @@ cdef class PullSession(WSListener):
             head_size = ws_header_size(text_size)
             write_ws_header(json_start - head_size, WS_FIN_TEXT, text_size)
             out = write_ws_header(out, WS_FIN_BINARY, payload_size)
-            self.iov[0].iov_base = json_start - head_size
-            self.iov[0].iov_len = <size_t>(out - (json_start - head_size))
-            self.iov_owner[0] = NULL
-            nbytes += self.iov[0].iov_len
-        self._write(n, nbytes)
+            self.iov[header_iov].iov_base = <void*>(json_start - head_size - self.scratch)
+            self.iov[header_iov].iov_len = <size_t>(out - (json_start - head_size))
+            self.iov_owner[header_iov] = NULL
+            self.iov_bytes += self.iov[header_iov].iov_len
+            self.scratch_used = out - self.scratch
+        self.iov_count = n
         self.steps_sent += 1
         self.entries_sent += total
-        self.bytes_sent += nbytes
         return 0
 
-    cdef int _write(self, Py_ssize_t n, Py_ssize_t nbytes) except -1:
+    cdef int _flush(self) except -1:
+        """Write the steps framed so far."""
+        cdef Py_ssize_t i, n = self.iov_count
+        for i in range(n):
+            if self.iov_owner[i] == NULL:
+                self.iov[i].iov_base = self.scratch + <size_t>self.iov[i].iov_base
+        self.bytes_sent += self.iov_bytes
+        self.iov_count = 0
+        self.iov_bytes = 0
+        self.scratch_used = 0
+        try:
+            if not self.closing:
+                self._write(n)
+        finally:
+            if self.iov_keep:
+                self.iov_keep = []
+        return 0
+
+    cdef int _write(self, Py_ssize_t n) except -1:
         """Write iov[0:n]: straight to the socket when nothing is queued before it;
         whatever the kernel does not take goes to the transport, entries by reference."""
         cdef Py_ssize_t i = 0, batch_end
