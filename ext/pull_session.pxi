@@ -22,9 +22,11 @@ cdef enum:
     # writev takes at most IOV_MAX (1024 on Linux) buffers per call.
     PULL_IOV_PER_WRITE = 1024
 
-# A ring keeps at most this many entries and bytes per stream (at least one).
+# A ring keeps at most this many entries and bytes per stream (at least one):
+# a second of 1 KiB entries at 1000/s, or 8 frames of 1 MiB. Sockets further
+# behind read from Redis; latest mode rarely needs more than `count`.
 cdef Py_ssize_t RING_MAX_ENTRIES = 1024
-cdef Py_ssize_t RING_MAX_BYTES = 16 * 1024 * 1024
+cdef Py_ssize_t RING_MAX_BYTES = 8 * 1024 * 1024
 # Entries per stream one XREAD of a feed returns at most.
 cdef Py_ssize_t FEED_READ_COUNT = 512
 # A socket catching up from Redis reads this many entries (or `count`) at once.

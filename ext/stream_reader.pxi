@@ -62,6 +62,7 @@ cdef class StreamReader(_StreamReaderBase, asyncio.BufferedProtocol):
     cdef object pending             # deque[ReadRequest]
     cdef RespWriter writer
     cdef readonly bint connected
+    cdef bint broken                # a reply made no sense: read nothing more
     cdef public object on_lost      # callable(reason: str) or None
     cdef object lost_reason
 
@@ -97,6 +98,8 @@ cdef class StreamReader(_StreamReaderBase, asyncio.BufferedProtocol):
         cdef ReadRequest request
         cdef StreamReplyParser parser = self.parser
         parser.advanced(nbytes)
+        if self.broken:
+            return
         try:
             while True:
                 if not parser.active():
@@ -112,6 +115,7 @@ cdef class StreamReader(_StreamReaderBase, asyncio.BufferedProtocol):
                 request.owner.on_reply(request, parser.take_result())
         except RedisProtocolError as error:
             # Out of step with Redis: nothing read from here on can be trusted.
+            self.broken = True
             self.lost_reason = str(error)
             self.transport.abort()
 

@@ -9,7 +9,7 @@ class ClosingListener(WSListener):
     """Completes the handshake, then closes at once with a code and a reason.
 
     Used where the protocol asks for a close code rather than an HTTP status
-    (a bad stream id: 1008), and for endpoints not implemented yet (1011).
+    (a bad stream id: 1008).
     """
 
     def __init__(self, code: WSCloseCode, reason: str):

@@ -1,0 +1,152 @@
+"""The read path in-process, on uvloop and on plain asyncio, over TCP and TLS: a
+picows server whose listeners are PullSessions fed by a PullHub, and the
+StreamReader on its own (replies, a lost connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+import redis
+import uvloop
+import websockets
+from picows import WSUpgradeRequest, ws_create_server
+
+from engine._core import RedisUnavailable, StreamKey
+from engine.redis.link import RedisAddress
+from engine.redis.reads import ReadLink
+from engine.ws.hub import PullHub
+from engine.ws.pull import pull_endpoint
+from tests.pulling import collect, step
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+def run(loop: str, main: Callable[[], Awaitable[None]]) -> None:
+    with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+        runner.run(main())  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+async def pull_server(redis_url: str, tls: ssl.SSLContext | None) -> tuple[Any, Any, int]:
+    reads = ReadLink(redis_url)
+    await reads.connect()
+    runtime = SimpleNamespace(reads=reads, pulls=PullHub(redis_url, linger=0.1))
+
+    def route(request: WSUpgradeRequest) -> Any:
+        path, _, query = request.path.decode().partition("?")
+        sids = path.split("/")[2].split("+")
+        return pull_endpoint(runtime, sids, dict(parse_qsl(query)), "test")  # type: ignore[arg-type]
+
+    server = await ws_create_server(route, "127.0.0.1", 0, ssl=tls)
+    return runtime, server, server.sockets[0].getsockname()[1]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_pull_on_each_loop(
+    loop: str, tls: bool, redis_url: str, store: redis.Redis, certificate: tuple[Path, Path]
+) -> None:
+    sid = f"loops-{uuid.uuid4().hex[:8]}"
+    # 300 entries of 20 KiB in steps of 50: 1 MiB messages, more than a socket takes at once.
+    ids = [store.xadd(sid, {"d": b"%04d" % i + b"x" * 20_000}).decode() for i in range(300)]
+
+    async def main() -> None:
+        server_tls = client_tls = None
+        if tls:
+            server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            server_tls.load_cert_chain(*certificate)
+            client_tls = ssl.create_default_context(cafile=str(certificate[0]))
+        runtime, server, port = await pull_server(redis_url, server_tls)
+        scheme = "wss" if tls else "ws"
+        try:
+            async with websockets.connect(
+                f"{scheme}://127.0.0.1:{port}/data/{sid}/pull?last_entry_id=0&count=50",
+                ssl=client_tls,
+                max_size=2**24,
+            ) as ws:
+                got = await collect(ws, 300)
+                assert [e[1] for e in got] == ids
+                assert [e[2][:4] for e in got] == [b"%04d" % i for i in range(300)]
+                new = store.xadd(sid, {"d": b"after"}).decode()
+                assert await step(ws) == [(sid, new, b"after")]
+            async with websockets.connect(
+                f"{scheme}://127.0.0.1:{port}/data/{sid}/pull?last_entry_id=*&count=2", ssl=client_tls
+            ) as ws:
+                assert [e[1] for e in await step(ws)] == [ids[-1], new]
+        finally:
+            server.close()
+            await runtime.pulls.close()
+            await runtime.reads.close()
+
+    run(loop, main)
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_stream_reader_replies_and_a_lost_connection(loop: str, redis_url: str, store: redis.Redis) -> None:
+    sid = f"reader-{uuid.uuid4().hex[:8]}"
+    key = StreamKey(sid)
+    payloads = [b"a", b"b" * 300_000, b""]
+    ids = [store.xadd(sid, {"d": p}).decode() for p in payloads]
+
+    async def main() -> None:
+        lost: list[str] = []
+        reader = await RedisAddress(redis_url).open(lambda: _reader(lost.append))
+        assert await reader.call("PING") == b"PONG"
+        replies = await reader.read(
+            [
+                ("range", [key], (b"XRANGE", key.key, b"-", b"+")),
+                ("range", [key], (b"XREVRANGE", key.key, b"+", b"-", b"COUNT", 1)),
+                ("xread", [key], (b"XREAD", b"STREAMS", key.key, ids[0])),
+                ("simple", [], (b"GET", b"no-such-key")),
+            ]
+        )
+        assert [e.payload for e in replies[0]] == payloads
+        assert [e.entry_id for e in replies[1]] == ids[-1:]
+        assert [e.entry_id for e in replies[2][0]] == ids[1:]
+        assert replies[3] is None
+        reader_id = await reader.call("CLIENT", "ID")
+        blocked = reader.read([("xread", [key], (b"XREAD", b"BLOCK", b"0", b"STREAMS", key.key, b"$"))])
+        await asyncio.sleep(0.1)
+        store.client_kill_filter(_id=reader_id)
+        with pytest.raises(RedisUnavailable):
+            await asyncio.wait_for(blocked, 5)
+        assert lost and "lost" in lost[0]
+        with pytest.raises(RedisUnavailable):
+            reader.read([("simple", [], (b"PING",))])
+
+    run(loop, main)
+
+
+def _reader(on_lost: Callable[[str], None]) -> Any:
+    from engine._core import StreamReader
+
+    return StreamReader(on_lost=on_lost)
