@@ -8,6 +8,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from engine import auth as auth_module
 from engine.auth import AuthError, TokenSigner, find_token, load_or_create_secret
 from engine.users import UsersFile, dev_login_ok, password_matches
 
@@ -79,3 +80,13 @@ def test_dev_login_needs_password_equal_to_name() -> None:
     assert dev_login_ok("test", "test")
     assert not dev_login_ok("test", "nope")
     assert not dev_login_ok("", "")
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = TokenSigner(SECRET, 3600)
+    token, expires = signer.issue("ana", 60)
+    assert signer.verify(token) == "ana"
+    assert signer.verify(token) == "ana"  # remembered
+    monkeypatch.setattr(auth_module.time, "time", lambda: expires + 1.0)
+    with pytest.raises(AuthError, match="expired"):
+        signer.verify(token)
