@@ -16,12 +16,12 @@ import time
 
 import uvloop
 
-from bench.harness import Puller, Pusher, connect, engine_and_redis, percentiles, print_table
+from bench.harness import CpuMeter, Puller, Pusher, connect, engine_and_redis, percentiles, print_table
 from bench.pull_latency import push_at_rate
 
 
 async def main(options: argparse.Namespace) -> None:
-    with engine_and_redis() as (engine, _):
+    with engine_and_redis() as (engine, redis):
         token = engine.token()
         sid = "bench-fanout"
         url = f"{engine.ws_url}/data/{sid}/pull?latest=false&count={options.count}&token={token}"
@@ -36,9 +36,12 @@ async def main(options: argparse.Namespace) -> None:
         pusher = Pusher()
         await connect(f"{engine.ws_url}/data/{sid}/push?token={token}", pusher)
         await asyncio.sleep(0.5)
+        cpu = CpuMeter(engine, redis)
+        cpu.start()
         started = time.perf_counter()
         sent = await push_at_rate(pusher.send, options.rate, options.seconds, options.size)
         push_seconds = time.perf_counter() - started
+        usage = cpu.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
         while sum(p.received for p in pullers) < sent * len(pullers) and loop.time() < deadline:
@@ -61,6 +64,7 @@ async def main(options: argparse.Namespace) -> None:
                 "p50 ms": stats["p50"],
                 "p99 ms": stats["p99"],
                 "max ms": stats["max"],
+                **usage,
             },
         )
 

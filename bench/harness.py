@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from engine.redis.embedded import EmbeddedRedis
@@ -35,6 +36,31 @@ def engine_and_redis(log_level: str = "warning") -> Iterator[tuple[EngineProcess
             if engine.process is not None:
                 engine.stop()
             redis.stop()
+
+
+class CpuMeter:
+    """CPU seconds the engine and Redis used between ``start()`` and ``stop()``."""
+
+    def __init__(self, engine: EngineProcess, redis: EmbeddedRedis) -> None:
+        assert engine.process is not None and redis.process is not None
+        self.processes = {
+            "engine": psutil.Process(engine.process.pid),
+            "redis": psutil.Process(redis.process.pid),
+        }
+        self.started: dict[str, float] = {}
+        self.wall = 0.0
+
+    def _used(self) -> dict[str, float]:
+        return {name: sum(p.cpu_times()[:2]) for name, p in self.processes.items()}
+
+    def start(self) -> None:
+        self.started = self._used()
+        self.wall = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        """Share of one core each used, in percent."""
+        used, wall = self._used(), time.perf_counter() - self.wall
+        return {f"{name} CPU %": 100 * (used[name] - self.started[name]) / wall for name in used}
 
 
 def stamped(size: int, seq: int) -> bytes:

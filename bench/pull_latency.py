@@ -16,7 +16,16 @@ from typing import Any
 
 import uvloop
 
-from bench.harness import Puller, Pusher, connect, engine_and_redis, percentiles, print_table, stamped
+from bench.harness import (
+    CpuMeter,
+    Puller,
+    Pusher,
+    connect,
+    engine_and_redis,
+    percentiles,
+    print_table,
+    stamped,
+)
 from engine._core import RespWriter
 from engine.redis.link import RedisAddress
 
@@ -86,7 +95,10 @@ async def main(options: argparse.Namespace) -> None:
         warm = await push_at_rate(send, options.rate, WARMUP_SECONDS, options.size)
         await asyncio.sleep(0.1)
         skip = len(puller.latencies_ns)
+        cpu = CpuMeter(engine, redis)
+        cpu.start()
         sent = await push_at_rate(send, options.rate, options.seconds, options.size, warm)
+        usage = cpu.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2
         while puller.received < warm + sent and loop.time() < deadline:
@@ -101,6 +113,7 @@ async def main(options: argparse.Namespace) -> None:
                 "p50 ms": stats["p50"],
                 "p99 ms": stats["p99"],
                 "max ms": stats["max"],
+                **usage,
             },
         )
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import redis as redis_py
 import uvloop
 
-from bench.harness import engine_and_redis, percentiles, print_table
+from bench.harness import CpuMeter, engine_and_redis, percentiles, print_table
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)")
 
@@ -84,7 +84,9 @@ async def main(options: argparse.Namespace) -> None:
         ).encode()
         loop = asyncio.get_running_loop()
         # A short warm-up, then the measured run.
+        cpu = CpuMeter(engine, redis)
         for seconds in (0.5, options.seconds):
+            cpu.start()
             stop_at = time.perf_counter() + seconds
             clients = [KeepAliveClient(request, stop_at) for _ in range(options.clients)]
             started = time.perf_counter()
@@ -92,6 +94,7 @@ async def main(options: argparse.Namespace) -> None:
                 await loop.create_connection(_factory(client), "127.0.0.1", engine.port)
             await asyncio.gather(*(client.done for client in clients))
             elapsed = time.perf_counter() - started
+            usage = cpu.stop()
             for client in clients:
                 assert client.transport is not None
                 client.transport.close()
@@ -111,6 +114,7 @@ async def main(options: argparse.Namespace) -> None:
                 "p50 ms": stats["p50"],
                 "p99 ms": stats["p99"],
                 "max ms": stats["max"],
+                **usage,
             },
         )
 
