@@ -415,3 +415,14 @@ def test_a_bad_stream_id_closes_1008(engine: EngineProcess, token: str) -> None:
 
 def test_unpack_of_an_empty_step() -> None:
     assert unpack("[]", b"") == []
+
+
+async def test_latest_count_beyond_the_feeds_ring(
+    engine: EngineProcess, token: str, store: redis.Redis
+) -> None:
+    sid = new_sid()
+    ids = fill(store, sid, 1500)
+    async with await connect(engine.ws_url, token, sid, last_entry_id="*", count=1200) as ws:
+        assert [e[1] for e in await step(ws)] == ids[300:]
+        more = fill(store, sid, 5, start=1500)
+        assert [e[1] for e in await collect(ws, 5)] == more

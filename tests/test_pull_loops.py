@@ -150,3 +150,29 @@ def _reader(on_lost: Callable[[str], None]) -> Any:
     from engine._core import StreamReader
 
     return StreamReader(on_lost=on_lost)
+
+
+def test_sockets_that_leave_leave_no_trace(redis_url: str) -> None:
+    sid = f"leave-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        runtime, server, port = await pull_server(redis_url, None)
+        try:
+            sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/data/{sid}/pull") for _ in range(20)]
+            await asyncio.sleep(0.2)
+            (feed,) = runtime.pulls.feeds.values()
+            assert feed.waiting_sessions == 20 and len(feed.sessions) == 20
+            for ws in sockets[:15]:
+                await ws.close()
+            await asyncio.sleep(0.1)
+            assert feed.waiting_sessions == 5 and len(feed.sessions) == 5
+            for ws in sockets[15:]:
+                await ws.close()
+            await asyncio.sleep(0.3)  # past the hub's linger (0.1 s here)
+            assert runtime.pulls.feeds == {} and feed.closed
+        finally:
+            server.close()
+            await runtime.pulls.close()
+            await runtime.reads.close()
+
+    run("uvloop", main)
