@@ -16,12 +16,14 @@ import time
 
 import uvloop
 
-from bench.harness import CpuMeter, Puller, Pusher, connect, engine_and_redis, percentiles, print_table
+from bench.harness import CpuMeter, Puller, Pusher, connect, own_engine, percentiles, print_table
 from bench.pull_latency import push_at_rate
 
 
 async def main(options: argparse.Namespace) -> None:
-    with engine_and_redis() as (engine, redis):
+    with own_engine() as target:
+        engine = target.engine
+        assert engine is not None
         token = engine.token()
         sid = "bench-fanout"
         url = f"{engine.ws_url}/data/{sid}/pull?latest=false&count={options.count}&token={token}"
@@ -36,7 +38,7 @@ async def main(options: argparse.Namespace) -> None:
         pusher = Pusher()
         await connect(f"{engine.ws_url}/data/{sid}/push?token={token}", pusher)
         await asyncio.sleep(0.5)
-        cpu = CpuMeter(engine, redis)
+        cpu = CpuMeter(target)
         cpu.start()
         started = time.perf_counter()
         sent = await push_at_rate(pusher.send, options.rate, options.seconds, options.size)

@@ -1,5 +1,5 @@
-"""What every read-path benchmark needs: its own Redis and engine (started as the
-tests start them), picows clients for push and pull, and percentiles."""
+"""What every read-path benchmark needs: its own Redis and engine (bench.target),
+picows clients for push and pull, percentiles and the CPU the server used."""
 
 from __future__ import annotations
 
@@ -16,51 +16,40 @@ from typing import Any
 import psutil
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from engine.redis.embedded import EmbeddedRedis
-from tests.conftest import EngineProcess
+from bench.monitor import cpu_seconds, process_tree
+from bench.target import OwnEngine
 
 # A benchmark entry starts with its send time (perf_counter_ns) and its sequence number.
 STAMP = struct.Struct("<qq")
 
 
 @contextlib.contextmanager
-def engine_and_redis(log_level: str = "warning") -> Iterator[tuple[EngineProcess, EmbeddedRedis]]:
-    """A private redis-server and one `python -m engine` on free ports."""
-    with tempfile.TemporaryDirectory(prefix="ptg-bench-") as directory:
-        redis = EmbeddedRedis(Path(directory) / "redis").start()
-        engine = EngineProcess(Path(directory) / "engine", redis.url, ["--log-level", log_level])
-        try:
-            engine.start()
-            yield engine, redis
-        finally:
-            if engine.process is not None:
-                engine.stop()
-            redis.stop()
+def own_engine() -> Iterator[OwnEngine]:
+    """A private redis-server and one `python -m engine` on a free port (bench.target)."""
+    with tempfile.TemporaryDirectory(prefix="ptg-bench-") as directory, OwnEngine(Path(directory)) as target:
+        yield target
 
 
 class CpuMeter:
-    """CPU seconds the engine and Redis used between ``start()`` and ``stop()``."""
+    """CPU the engine and Redis used between ``start()`` and ``stop()``."""
 
-    def __init__(self, engine: EngineProcess, redis: EmbeddedRedis) -> None:
-        assert engine.process is not None and redis.process is not None
-        self.processes = {
-            "engine": psutil.Process(engine.process.pid),
-            "redis": psutil.Process(redis.process.pid),
-        }
+    def __init__(self, target: OwnEngine) -> None:
+        assert target.redis_pid is not None
+        self.processes = {"engine": process_tree(target.pid), "redis": [psutil.Process(target.redis_pid)]}
         self.started: dict[str, float] = {}
         self.wall = 0.0
 
-    def _used(self) -> dict[str, float]:
-        return {name: sum(p.cpu_times()[:2]) for name, p in self.processes.items()}
-
     def start(self) -> None:
-        self.started = self._used()
+        self.started = {name: cpu_seconds(tree) for name, tree in self.processes.items()}
         self.wall = time.perf_counter()
 
     def stop(self) -> dict[str, float]:
         """Share of one core each used, in percent."""
-        used, wall = self._used(), time.perf_counter() - self.wall
-        return {f"{name} CPU %": 100 * (used[name] - self.started[name]) / wall for name in used}
+        wall = time.perf_counter() - self.wall
+        return {
+            f"{name} CPU %": 100 * (cpu_seconds(tree) - self.started[name]) / wall
+            for name, tree in self.processes.items()
+        }
 
 
 def stamped(size: int, seq: int) -> bytes:

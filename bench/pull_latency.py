@@ -21,7 +21,7 @@ from bench.harness import (
     Puller,
     Pusher,
     connect,
-    engine_and_redis,
+    own_engine,
     percentiles,
     print_table,
     stamped,
@@ -70,7 +70,9 @@ async def push_at_rate(send: Any, rate: float, seconds: float, size: int, first_
 
 
 async def main(options: argparse.Namespace) -> None:
-    with engine_and_redis() as (engine, redis):
+    with own_engine() as target:
+        engine = target.engine
+        assert engine is not None
         token = engine.token()
         sid = "bench-latency"
         puller = Puller()
@@ -81,7 +83,7 @@ async def main(options: argparse.Namespace) -> None:
             send = pusher.send
         else:
             raw = RawXadd()
-            address = RedisAddress(redis.url)
+            address = RedisAddress(target.redis_url)
             loop = asyncio.get_running_loop()
             if address.unix_path is not None:
                 await loop.create_unix_connection(lambda: raw, address.unix_path)
@@ -95,7 +97,7 @@ async def main(options: argparse.Namespace) -> None:
         warm = await push_at_rate(send, options.rate, WARMUP_SECONDS, options.size)
         await asyncio.sleep(0.1)
         skip = len(puller.latencies_ns)
-        cpu = CpuMeter(engine, redis)
+        cpu = CpuMeter(target)
         cpu.start()
         sent = await push_at_rate(send, options.rate, options.seconds, options.size, warm)
         usage = cpu.stop()

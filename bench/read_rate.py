@@ -18,7 +18,7 @@ from collections.abc import Callable
 import redis as redis_py
 import uvloop
 
-from bench.harness import CpuMeter, engine_and_redis, percentiles, print_table
+from bench.harness import CpuMeter, own_engine, percentiles, print_table
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)")
 
@@ -70,10 +70,12 @@ def _factory(client: KeepAliveClient) -> Callable[[], KeepAliveClient]:
 
 
 async def main(options: argparse.Namespace) -> None:
-    with engine_and_redis() as (engine, redis):
+    with own_engine() as target:
+        engine = target.engine
+        assert engine is not None
         token = engine.token()
         sid = "bench-read"
-        store = redis_py.Redis.from_url(redis.url)
+        store = redis_py.Redis.from_url(target.redis_url)
         pipe = store.pipeline(transaction=False)
         for i in range(1000):
             pipe.xadd(sid, {"d": b"%08d" % i + b"." * (options.size - 8)})
@@ -84,7 +86,7 @@ async def main(options: argparse.Namespace) -> None:
         ).encode()
         loop = asyncio.get_running_loop()
         # A short warm-up, then the measured run.
-        cpu = CpuMeter(engine, redis)
+        cpu = CpuMeter(target)
         for seconds in (0.5, options.seconds):
             cpu.start()
             stop_at = time.perf_counter() + seconds

@@ -12,7 +12,7 @@ import redis
 import websockets
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
-from tests.conftest import EngineProcess
+from engine.launcher import EngineProcess
 from tests.pulling import collect, connect, new_sid, nothing_within, step, unpack
 from tests.wsraw import handshake, read_close_frame
 

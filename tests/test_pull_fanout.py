@@ -12,8 +12,8 @@ import pytest
 import redis
 from websockets.asyncio.client import ClientConnection
 
+from engine.launcher import EngineProcess
 from engine.redis.embedded import EmbeddedRedis
-from tests.conftest import EngineProcess
 from tests.pulling import collect, connect, new_sid, step
 
 

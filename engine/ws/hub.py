@@ -17,11 +17,12 @@ from hiredis import ReplyError
 
 from engine._core import PullFeed, StreamKey, StreamReader
 from engine.redis.connect import describe
-from engine.redis.link import RedisAddress
+from engine.redis.link import CONNECT_ERRORS, RedisAddress
 
 log = logging.getLogger("engine.pull")
 
 LINGER_SECONDS = 5.0
+CONNECT_SECONDS = 5.0
 
 
 class PullHub:
@@ -90,8 +91,10 @@ class PullHub:
                         lost.set_result(reason)
 
                 try:
-                    reader = await self.address.open(lambda: StreamReader(on_lost=on_lost))
+                    async with asyncio.timeout(CONNECT_SECONDS):
+                        reader = await self.address.open(StreamReader)
                     assert reader is not None
+                    reader.on_lost = on_lost
                     if not feed.started:
                         newest = await reader.read(
                             [
@@ -111,7 +114,7 @@ class PullHub:
                     if feed.closed:
                         return
                     log.warning("a pull feed lost its Redis connection (%s); reconnecting", reason)
-                except (OSError, ConnectionError) as error:
+                except CONNECT_ERRORS as error:
                     log.warning(
                         "Redis at %s is not reachable for a pull feed (%s); retrying in %.1f s",
                         describe(self.address.url),
