@@ -1,4 +1,5 @@
-"""WebSocket pull end to end through a real engine and Redis: every option."""
+"""WebSocket pull end to end through a real engine and Redis: every option; the
+engine runs on uvloop and on plain asyncio."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,6 +17,25 @@ from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from engine.launcher import EngineProcess
 from tests.pulling import collect, connect, new_sid, nothing_within, step, unpack
 from tests.wsraw import handshake, read_close_frame
+
+
+@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
+def engine(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EngineProcess]:
+    server = EngineProcess(
+        tmp_path_factory.mktemp(f"pull-{request.param}"),
+        redis_url,
+        ["--log-level", "warning", "--loop", request.param],
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def token(engine: EngineProcess) -> str:
+    return engine.token()
 
 
 @pytest.fixture
