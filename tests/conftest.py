@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from engine.launcher import EngineProcess, free_port
 from engine.redis.embedded import EmbeddedRedis
@@ -54,3 +55,29 @@ def http(engine: EngineProcess, token: str) -> Iterator[httpx.Client]:
 def anon(engine: EngineProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=engine.base_url) as client:
         yield client
+
+
+@pytest.fixture
+def store(redis_url: str) -> redis.Redis:
+    """A plain client of the session's Redis, to check what the engine stored."""
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture(scope="session", params=["uvloop", "asyncio"])
+def loop_engine(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EngineProcess]:
+    """An engine on uvloop and one on plain asyncio: protocol tests run on both."""
+    server = EngineProcess(
+        tmp_path_factory.mktemp(f"engine-{request.param}"),
+        redis_url,
+        ["--log-level", "warning", "--loop", request.param, "--max-message-size", str(20 * 1024 * 1024)],
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def loop_token(loop_engine: EngineProcess) -> str:
+    return loop_engine.token()

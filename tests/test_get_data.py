@@ -12,11 +12,6 @@ import pytest
 import redis
 
 
-@pytest.fixture
-def store(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
 def new_sid(prefix: str = "get") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

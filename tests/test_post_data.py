@@ -15,11 +15,6 @@ def sid() -> str:
     return f"post-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def store(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
 def stored(store: redis.Redis, sid: str) -> list[tuple[str, bytes]]:
     return [(entry_id.decode(), fields[b"d"]) for entry_id, fields in store.xrange(sid)]
 

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -19,28 +18,14 @@ from tests.pulling import collect, connect, new_sid, nothing_within, step, unpac
 from tests.wsraw import handshake, read_close_frame
 
 
-@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
-def engine(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[EngineProcess]:
-    server = EngineProcess(
-        tmp_path_factory.mktemp(f"pull-{request.param}"),
-        redis_url,
-        ["--log-level", "warning", "--loop", request.param],
-    )
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def token(loop_token: str) -> str:
+    return loop_token
 
 
 @pytest.fixture(scope="module")
-def token(engine: EngineProcess) -> str:
-    return engine.token()
-
-
-@pytest.fixture
-def store(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
+def engine(loop_engine: EngineProcess) -> EngineProcess:
+    return loop_engine
 
 
 def fill(store: redis.Redis, sid: str, n: int, start: int = 0, size: int = 0) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,30 +16,6 @@ from tests.conftest import EngineProcess
 from tests.pushclient import push, push_url
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module", params=["uvloop", "asyncio"])
-def push_engine(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[EngineProcess]:
-    server = EngineProcess(
-        tmp_path_factory.mktemp(f"push-{request.param}"),
-        redis_url,
-        ["--log-level", "warning", "--loop", request.param, "--max-message-size", str(20 * MIB)],
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def push_token(push_engine: EngineProcess) -> str:
-    return push_engine.token()
-
-
-@pytest.fixture
-def store(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
 
 
 @pytest.fixture
@@ -60,30 +35,30 @@ def url(engine: EngineProcess, token: str, segment: str, **query: object) -> str
 
 
 async def test_single_mode_stores_each_message_and_acks_in_order(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     messages: list[bytes | str] = [b"first", b"", os.urandom(100_000), "text é", b"\x00\xff" * 10]
-    result = await push(url(push_engine, push_token, sid, ack=True), messages, expect_acks=5)
+    result = await push(url(loop_engine, loop_token, sid, ack=True), messages, expect_acks=5)
     entries = stored(store, sid)
     assert [data for _, data in entries] == [m.encode() if isinstance(m, str) else m for m in messages]
     assert result.acks == [entry_id for entry_id, _ in entries]
 
 
 async def test_single_mode_without_ack_sends_nothing_back_and_stores_all(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     messages: list[bytes | str] = [i.to_bytes(4, "big") for i in range(500)]
-    result = await push(url(push_engine, push_token, sid), messages)
+    result = await push(url(loop_engine, loop_token, sid), messages)
     assert result.acks == []
     await _eventually(lambda: store.xlen(sid) == 500, message=lambda: f"stored {store.xlen(sid)}")
     assert [data for _, data in stored(store, sid)] == messages
 
 
 async def test_a_16_mib_entry_round_trips(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     blob = os.urandom(16 * MIB)
-    result = await push(url(push_engine, push_token, sid, ack=True), [blob, b"after"], expect_acks=2)
+    result = await push(url(loop_engine, loop_token, sid, ack=True), [blob, b"after"], expect_acks=2)
     assert len(result.acks) == 2
     assert [data for _, data in stored(store, sid)] == [blob, b"after"]
 
@@ -106,7 +81,7 @@ def frames(*entries: bytes) -> tuple[list[int], list[int], bytes]:
     ["end-json", "start-json", "start-comma", "sid-start", "sid-end", "explicit-end", "explicit-start"],
 )
 async def test_every_header_form_stores_every_entry(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str, form: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str, form: str
 ) -> None:
     entries = [b"alpha", b"", b"gamma-gamma", os.urandom(3000), b"z"]
     starts, ends, blob = frames(*entries)
@@ -126,14 +101,14 @@ async def test_every_header_form_stores_every_entry(
         header, query["offsets"] = json.dumps(ends), "end"
     else:
         header, query["offsets"] = json.dumps(starts), "start"
-    result = await push(url(push_engine, push_token, sid, **query), [header, blob], expect_acks=1)
+    result = await push(url(loop_engine, loop_token, sid, **query), [header, blob], expect_acks=1)
     got = stored(store, sid)
     assert [data for _, data in got] == entries
     assert result.acks == [",".join(entry_id for entry_id, _ in got)]
 
 
 async def test_several_batches_on_one_socket_keep_their_order(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     messages: list[bytes | str] = []
     expected = []
@@ -142,18 +117,18 @@ async def test_several_batches_on_one_socket_keep_their_order(
         _, ends, blob = frames(*entries)
         messages += [json.dumps(ends), blob]
         expected += entries
-    result = await push(url(push_engine, push_token, sid, batch=True, ack=True), messages, expect_acks=20)
+    result = await push(url(loop_engine, loop_token, sid, batch=True, ack=True), messages, expect_acks=20)
     got = stored(store, sid)
     assert [data for _, data in got] == expected
     assert ",".join(result.acks) == ",".join(entry_id for entry_id, _ in got)
 
 
 async def test_entry_ids_from_the_header(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     header = json.dumps([[sid, "1000-5", 0], [sid, 2000, 1], [sid, None, 2], [sid, "*", 3]])
     result = await push(
-        url(push_engine, push_token, sid, batch=True, ack=True),
+        url(loop_engine, loop_token, sid, batch=True, ack=True),
         [header, b"abcd"],
         expect_acks=1,
         wait_close=False,
@@ -170,20 +145,20 @@ async def test_entry_ids_from_the_header(
 
 
 async def test_star_routes_each_entry_by_its_header_stream(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     header = json.dumps([[f"{sid}-a", 0], [f"{sid}-b", 3], [f"{sid}-a", 6]])
-    result = await push(url(push_engine, push_token, "*", ack=True), [header, b"111222333"], expect_acks=1)
+    result = await push(url(loop_engine, loop_token, "*", ack=True), [header, b"111222333"], expect_acks=1)
     assert len(result.acks[0].split(",")) == 3
     assert [d for _, d in stored(store, f"{sid}-a")] == [b"111", b"333"]
     assert [d for _, d in stored(store, f"{sid}-b")] == [b"222"]
 
 
 async def test_listed_streams_take_plain_offsets_in_path_order(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     segment = f"{sid}-x+{sid}-y"
-    result = await push(url(push_engine, push_token, segment, ack=True), ["[0, 2]", b"xxyyy"], expect_acks=1)
+    result = await push(url(loop_engine, loop_token, segment, ack=True), ["[0, 2]", b"xxyyy"], expect_acks=1)
     assert result.close_code is None or result.close_code == 1000
     assert [d for _, d in stored(store, f"{sid}-x")] == [b"xx"]
     assert [d for _, d in stored(store, f"{sid}-y")] == [b"yyy"]
@@ -193,20 +168,20 @@ async def test_listed_streams_take_plain_offsets_in_path_order(
 
 
 async def test_per_stream_max_len_is_applied(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
-    auth = {"Authorization": f"Bearer {push_token}"}
+    auth = {"Authorization": f"Bearer {loop_token}"}
     small, large = f"{sid}-small", f"{sid}-large"
     httpx.put(
-        f"{push_engine.base_url}/streams/{small}", json={"max_len": 10}, headers=auth
+        f"{loop_engine.base_url}/streams/{small}", json={"max_len": 10}, headers=auth
     ).raise_for_status()
     httpx.put(
-        f"{push_engine.base_url}/streams/{large}", json={"max_len": 100_000}, headers=auth
+        f"{loop_engine.base_url}/streams/{large}", json={"max_len": 100_000}, headers=auth
     ).raise_for_status()
     for stream in (small, large):
         _, ends, blob = frames(*[b"e%d" % i for i in range(1500)])
         await push(
-            url(push_engine, push_token, stream, batch=True, ack=True),
+            url(loop_engine, loop_token, stream, batch=True, ack=True),
             [json.dumps(ends), blob],
             expect_acks=1,
         )
@@ -235,8 +210,8 @@ async def test_per_stream_max_len_is_applied(
     ],
 )
 async def test_bad_input_closes_with_the_protocol_code_and_writes_nothing(
-    push_engine: EngineProcess,
-    push_token: str,
+    loop_engine: EngineProcess,
+    loop_token: str,
     store: redis.Redis,
     sid: str,
     segment_suffix: str,
@@ -250,7 +225,7 @@ async def test_bad_input_closes_with_the_protocol_code_and_writes_nothing(
     good_offset = 4 if query.get("offsets") == "end" else 0  # b"kept" is 4 bytes
     good_header = json.dumps([[sid, good_offset]]) if segment != sid else f"[{good_offset}]"
     result = await push(
-        url(push_engine, push_token, segment, ack=True, **query),
+        url(loop_engine, loop_token, segment, ack=True, **query),
         [good_header, b"kept", *messages],
         expect_acks=1,
         wait_close=True,
@@ -278,14 +253,14 @@ async def test_message_above_the_size_limit_closes_1009(
 
 
 async def test_bad_query_is_400_at_the_handshake(
-    push_engine: EngineProcess, push_token: str, sid: str
+    loop_engine: EngineProcess, loop_token: str, sid: str
 ) -> None:
     import websockets
     from websockets.exceptions import InvalidStatus
 
     for query in ({"batch": "maybe"}, {"offsets": "middle"}, {"ack": "2"}):
         with pytest.raises(InvalidStatus) as refused:
-            async with websockets.connect(url(push_engine, push_token, sid, **query)):
+            async with websockets.connect(url(loop_engine, loop_token, sid, **query)):
                 pass
         assert refused.value.response.status_code == 400
 
@@ -302,12 +277,12 @@ async def _eventually(check, timeout: float = 10.0, message=lambda: "") -> None:
 
 
 async def test_fragmented_messages_are_reassembled(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     import websockets
 
     parts = [b"frag-1|", b"", b"frag-2|" * 1000, b"end"]
-    async with websockets.connect(url(push_engine, push_token, sid, ack=True)) as ws:
+    async with websockets.connect(url(loop_engine, loop_token, sid, ack=True)) as ws:
         await ws.send(iter(parts))
         ack = await ws.recv()
     assert stored(store, sid) == [(ack, b"".join(parts))]
@@ -331,7 +306,7 @@ async def test_fragmented_message_above_the_limit_closes_1009(
 
 
 async def test_picows_client_batch_push(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     import asyncio
 
@@ -344,7 +319,7 @@ async def test_picows_client_batch_push(
             if frame.msg_type == WSMsgType.TEXT:
                 acks.put_nowait(frame.get_payload_as_utf8_text())
 
-    transport, _ = await ws_connect(Client, url(push_engine, push_token, sid, batch=True, ack=True))
+    transport, _ = await ws_connect(Client, url(loop_engine, loop_token, sid, batch=True, ack=True))
     entries = [os.urandom(size) for size in (0, 1, 20_000, 70_000)]
     _, ends, blob = frames(*entries)
     transport.send(WSMsgType.TEXT, json.dumps(ends).encode())
@@ -357,17 +332,17 @@ async def test_picows_client_batch_push(
 
 
 async def test_a_batch_header_above_8_mib_closes_1009(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     header = "[" + ",".join(["0"] * (4 * MIB + 1)) + "]"
-    result = await push(url(push_engine, push_token, sid, batch=True), [header, b""], wait_close=True)
+    result = await push(url(loop_engine, loop_token, sid, batch=True), [header, b""], wait_close=True)
     assert result.close_code == 1009
     assert store.xlen(sid) == 0
 
 
 @pytest.mark.parametrize("piece", [1, 2, 5, 64])
 async def test_a_batch_split_into_fragments_of_any_size_stores_the_same_entries(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str, piece: int
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str, piece: int
 ) -> None:
     import websockets
 
@@ -378,7 +353,7 @@ async def test_a_batch_split_into_fragments_of_any_size_stores_the_same_entries(
     def pieces(data: bytes) -> list[bytes]:
         return [data[i : i + piece] for i in range(0, len(data), piece)] or [b""]
 
-    async with websockets.connect(url(push_engine, push_token, sid, batch=True, ack=True)) as ws:
+    async with websockets.connect(url(loop_engine, loop_token, sid, batch=True, ack=True)) as ws:
         await ws.send(iter([part.decode("latin-1") for part in pieces(header)]))
         await ws.send(iter(pieces(blob)))
         ack = await ws.recv()
@@ -388,14 +363,14 @@ async def test_a_batch_split_into_fragments_of_any_size_stores_the_same_entries(
 
 
 async def test_frames_arriving_one_byte_per_tcp_segment(
-    push_engine: EngineProcess, push_token: str, store: redis.Redis, sid: str
+    loop_engine: EngineProcess, loop_token: str, store: redis.Redis, sid: str
 ) -> None:
     import asyncio
     import struct
 
     from tests.wsraw import handshake
 
-    status, _, rest, sock = handshake(push_engine.port, f"/data/{sid}/push?ack=true&token={push_token}")
+    status, _, rest, sock = handshake(loop_engine.port, f"/data/{sid}/push?ack=true&token={loop_token}")
     assert status == 101 and rest == b""
 
     def masked_frame(opcode: int, payload: bytes) -> bytes:
