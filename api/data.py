@@ -9,11 +9,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.params import integer
+from api.params import integer, path_stream_ids
 from api.security import authenticated_user, runtime_of
 from engine._core import RedisUnavailable, StreamKey, join_entries
 from engine.cursors import BadCursor, parse_cursors
-from engine.ids import split_stream_ids
 
 if TYPE_CHECKING:
     from engine._core import ShapeName
@@ -24,7 +23,7 @@ async def read_entries(request: Request) -> Response:
     ``0`` or ``$``: up to ``count`` entries after it (none exist after ``$``).
     The ``entry-offset`` header lists ``[sid, entry_id, start]`` per entry, in ASCII."""
     authenticated_user(request)
-    sids = split_stream_ids(request.path_params["sid"])
+    sids = path_stream_ids(request)
     count = integer(request.query_params, "count", 1, minimum=1)
     try:
         cursors = parse_cursors(request.query_params.get("last_entry_id") or "*", len(sids))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+
+from engine.ids import split_stream_ids
 
 _TRUE = {"1", "true", "on", "yes", "t", "y"}
 _FALSE = {"0", "false", "off", "no", "f", "n"}
@@ -32,3 +35,12 @@ def integer(query: QueryParams, name: str, default: int, minimum: int = 0) -> in
     if number < minimum:
         raise HTTPException(400, f"query parameter {name!r} must be at least {minimum}")
     return number
+
+
+def path_stream_ids(request: HTTPConnection) -> list[str]:
+    """The stream ids of the path's last part (``/streams/{sid}``, ``/data/{sid}``),
+    read from the raw path: percent-decoded exactly once and strictly UTF-8
+    (the decoded path has invalid bytes replaced, and a decoded '/' would
+    already have split the path). Raises InvalidStreamId (400)."""
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    return split_stream_ids(raw_path.split(b"?", 1)[0].split(b"/", 2)[2])

@@ -10,9 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.params import flag
+from api.params import flag, path_stream_ids
 from api.security import authenticated_user, runtime_of
-from engine.ids import check_stream_id, split_stream_ids
 from engine.store import StreamMissing
 
 
@@ -52,15 +51,15 @@ async def _info_or_error(request: Request, sid: str) -> dict[str, Any]:
 
 async def stream(request: Request) -> Response:
     authenticated_user(request)
-    segment: str = request.path_params["sid"]
+    sids = path_stream_ids(request)
     if request.method == "DELETE":
-        sids = split_stream_ids(segment)
         deleted = await runtime_of(request).catalog.delete(sids)
         for deleted_sid in sids:
             runtime_of(request).maxlens.forget(deleted_sid)
         return ORJSONResponse({"deleted": sids, "keys_removed": deleted})
-    sid = segment
-    check_stream_id(sid)
+    if len(sids) != 1:
+        raise HTTPException(400, f"{request.method} /streams/{{sid}} takes one stream id, not {len(sids)}")
+    sid = sids[0]
     if request.method == "PUT":
         return await _put_meta(request, sid)
     if flag(request.query_params, "report_error"):

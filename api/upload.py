@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.multipart import MultipartError, boundary_of, split_parts
+from api.params import path_stream_ids
 from api.security import authenticated_user, runtime_of
 from api.streams import ORJSONResponse
 from engine._core import RedisUnavailable
-from engine.ids import InvalidStreamId, check_stream_id, split_stream_ids
+from engine.ids import InvalidStreamId, check_stream_id
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -33,7 +34,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def post_entries(request: Request) -> Response:
     authenticated_user(request)
     runtime = runtime_of(request)
-    sids = split_stream_ids(request.path_params["sid"])
+    sids = path_stream_ids(request)
     by_name = sids == ["*"] or len(sids) > 1
     try:
         boundary = boundary_of(request.headers.get("content-type", ""))
@@ -61,11 +62,15 @@ async def post_entries(request: Request) -> Response:
     pipe = runtime.ingest.pipe
     if pipe is None:
         raise HTTPException(503, "Redis is unavailable")
+    # No socket to pause here: an upload waits while Redis is behind instead.
+    await pipe.drained()
     commands = [(key, b"*", payload, maxlens.values[key]) for key, payload in entries]
     try:
         ids = await pipe.xadd_many(commands)
     except RedisUnavailable as error:
         raise HTTPException(503, str(error)) from None
     except ReplyError as error:
-        raise HTTPException(500, f"Redis refused an entry: {error}") from None
+        # e.g. WRONGTYPE: the key holds something other than a stream. Parts
+        # before the refused one are stored (Redis has no rollback).
+        raise HTTPException(400, f"Redis refused an entry: {error}") from None
     return ORJSONResponse([entry_id.decode() for entry_id in ids])

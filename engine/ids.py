@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from engine._core import InvalidStreamId, check_stream_id
 
@@ -11,14 +11,20 @@ META_PREFIX = "XMETA:"
 __all__ = ["META_PREFIX", "InvalidStreamId", "check_stream_id", "meta_key", "split_stream_ids"]
 
 
-def split_stream_ids(segment: str, *, decoded: bool = True) -> list[str]:
+def split_stream_ids(segment: str | bytes) -> list[str]:
     """The stream ids named by one path segment (``*`` is an ordinary id here; the
     push endpoint gives a lone ``*`` its routing meaning).
 
-    ``decoded`` says whether the server already percent-decoded the segment
-    (Starlette does; picows hands the raw request target).
+    A ``bytes`` segment is raw, as it came on the wire: it is percent-decoded
+    exactly once, and must then be UTF-8. A ``str`` is taken as decoded.
     """
-    text = segment if decoded else unquote(segment, errors="strict")
+    if isinstance(segment, bytes):
+        try:
+            text = unquote_to_bytes(segment).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidStreamId("stream id is not valid UTF-8 once percent-decoded") from None
+    else:
+        text = segment
     sids = text.split("+")
     for sid in sids:
         check_stream_id(sid)

@@ -20,6 +20,8 @@ from engine.ids import META_PREFIX
 log = logging.getLogger("engine.maxlen")
 
 REFRESH_SECONDS = 5.0
+# Streams whose max_len a process keeps (a '*' producer may name any number).
+MAX_STREAMS_CACHED = 10_000
 
 
 def max_len_of(meta: Any, default: int) -> int:
@@ -55,6 +57,9 @@ class MaxLenCache:
             raws = await pipe.execute()
         for key, raw in zip(keys, raws, strict=True):
             self.values[key] = _parse(raw, self.default)
+        while len(self.values) > MAX_STREAMS_CACHED:
+            # Forget the oldest: it is read again from Redis on its next push.
+            self.values.pop(next(iter(self.values)))
 
     def update(self, sid: str, meta: dict[str, Any]) -> None:
         """Called after PUT /streams/{sid} in this process."""

@@ -37,6 +37,9 @@ def password_matches(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, base64.b64decode(digest))
 
 
+_UNKNOWN_USER_HASH = hash_password("no such user")
+
+
 class UsersFile:
     """The users of a production engine, kept in ``<data_dir>/users.json`` (mode 0600)."""
 
@@ -66,7 +69,10 @@ class UsersFile:
 
     def check(self, name: str, password: str) -> bool:
         stored = self._load().get(name)
-        return stored is not None and password_matches(password, stored)
+        # An unknown user costs a hash too: the answer's timing must not tell
+        # which names exist.
+        matches = password_matches(password, stored or _UNKNOWN_USER_HASH)
+        return stored is not None and matches
 
 
 def dev_login_ok(name: str, password: str) -> bool:

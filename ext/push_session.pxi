@@ -15,8 +15,39 @@ cdef enum HandleResult:
 
 cdef bytes _COMMA = b","
 cdef double CLOSE_GRACE_SECONDS = 2.0
+cdef double CLOSE_ACK_TIMEOUT_SECONDS = 10.0
 cdef Py_ssize_t PUSH_FLUSH_BYTES = 256 * 1024
 cdef Py_ssize_t MAX_HEADER_BYTES = 8 * 1024 * 1024
+
+
+cdef str _decreasing_entry_id(BatchHeader parsed):
+    """Why Redis would refuse part of this batch, if its explicit entry ids do
+    not increase within a stream; None otherwise. Checked before framing, so
+    a refused batch writes nothing (ids at or below what a stream already
+    holds can only be refused by Redis, after the earlier entries)."""
+    cdef Py_ssize_t i, key
+    cdef EntryId* entry_id
+    cdef dict last = {}
+    if parsed._entry_ids == NULL:
+        return None
+    for i in range(parsed.count):
+        entry_id = &parsed._entry_ids[i]
+        if entry_id.kind == ENTRY_ID_SERVER_TIME:
+            continue
+        key = parsed.key_index(i)
+        previous = last.get(key)
+        exact = entry_id.kind == ENTRY_ID_EXACT
+        if previous is not None:
+            previous_ms, previous_seq, previous_exact = previous
+            if exact and previous_exact:
+                refused = (entry_id.ms, entry_id.seq) <= (previous_ms, previous_seq)
+            else:
+                # "ms-*" takes the next sequence of that millisecond: only a smaller ms fails.
+                refused = entry_id.ms < previous_ms
+            if refused:
+                return f"entry {i}: entry ids must increase within a stream"
+        last[key] = (entry_id.ms, entry_id.seq, exact)
+    return None
 
 
 cdef class PushSession(WSListener):
@@ -38,7 +69,10 @@ cdef class PushSession(WSListener):
     cdef bytearray fragments         # a fragmented message being reassembled
     cdef WSMsgType fragments_type
     cdef list backlog                # messages (type, bytes) held while max_len loads
-    cdef bint waiting
+    cdef bint waiting                # for max_len metadata
+    cdef bint held                   # by RedisPipe: Redis is behind
+    cdef bint reading_paused
+    cdef bint client_closed          # the client sent its close frame first
     cdef object waiting_task
     cdef Py_ssize_t in_flight        # batches sent and not yet confirmed
     cdef int close_code              # non-zero once the session decided to close
@@ -211,6 +245,10 @@ cdef class PushSession(WSListener):
             return HANDLED
         keys = parsed._keys
         key_count = len(keys)
+        reason = _decreasing_entry_id(parsed)
+        if reason is not None:
+            self.close(CLOSE_INVALID_DATA, reason)
+            return HANDLED
         missing = [key for key in keys if key not in self.maxlens]
         if missing:
             self._hold(WSMsgType.TEXT, self.header)
@@ -238,7 +276,8 @@ cdef class PushSession(WSListener):
                 pipe.writer.append_xadd(key, len(key), entry_id, id_length,
                                         maxlen_of_key[parsed.key_index(i)],
                                         blob + start, end - start, owner, start)
-            pipe.add(batch, parsed.count, size)
+                # Counted per command: a failure mid-loop leaves no command unowned.
+                pipe.add(batch, 1, end - start)
             pipe.end_batch()
         finally:
             PyMem_Free(maxlen_of_key)
@@ -256,7 +295,31 @@ cdef class PushSession(WSListener):
 
     cdef int _hold_if_overloaded(self, RedisPipe pipe) except -1:
         if pipe.overloaded:
-            pipe.hold_producer(self.transport.underlying_transport)
+            pipe.hold_producer(self)
+        return 0
+
+    # -- reading the socket ------------------------------------------------
+
+    def set_held(self, bint held):
+        """Called by RedisPipe: stop reading while Redis catches up."""
+        self.held = held
+        self._update_reading()
+
+    cdef int _update_reading(self) except -1:
+        """Read the socket only when nothing asks to pause: Redis behind, stream
+        metadata loading, or a close waiting for its acks. One place decides,
+        so no reason to pause is lifted by another one ending."""
+        cdef bint pause
+        if self.transport is None or self.transport.is_disconnected:
+            return 0
+        pause = self.held or self.waiting or (
+            self.close_code != 0 and not self.transport.is_close_frame_sent)
+        if pause != self.reading_paused:
+            self.reading_paused = pause
+            if pause:
+                self.transport.underlying_transport.pause_reading()
+            else:
+                self.transport.underlying_transport.resume_reading()
         return 0
 
     # -- Redis replies (called by RedisPipe) ----------------------------
@@ -325,7 +388,7 @@ cdef class PushSession(WSListener):
         if self.waiting:
             return 0
         self.waiting = True
-        self.transport.underlying_transport.pause_reading()
+        self._update_reading()
         self.waiting_task = asyncio.get_running_loop().create_task(self._load_then_replay(keys))
         return 0
 
@@ -339,8 +402,7 @@ cdef class PushSession(WSListener):
         self.waiting = False
         self.waiting_task = None
         self._replay()
-        if not self.waiting and self.close_code == 0 and not self.transport.is_disconnected:
-            self.transport.underlying_transport.resume_reading()
+        self._update_reading()
 
     cdef int _replay(self) except -1:
         cdef WSMsgType msg_type
@@ -348,7 +410,7 @@ cdef class PushSession(WSListener):
         backlog, self.backlog = self.backlog, []
         for position, (msg_type, payload) in enumerate(backlog):
             if self.close_code != 0:
-                return 0
+                break  # what was framed before the refusal must still be written
             if msg_type == WSMsgType.CLOSE:
                 self._answer_close(payload)
                 break
@@ -363,15 +425,13 @@ cdef class PushSession(WSListener):
     # -- closing ----------------------------------------------------------
 
     cdef int _answer_close(self, bytes close_payload) except -1:
-        """The client closed: echo its close code (RFC 6455 5.5.1) and hang up."""
+        """The client closed: echo its close code (RFC 6455 5.5.1) once the acks
+        of what it sent before are out."""
         cdef int code = WSCloseCode.OK
         if len(close_payload) >= 2:
             code = int.from_bytes(close_payload[:2], "big")
-        self.close_code = code
-        self.close_reason = ""
-        if not self.transport.is_disconnected:
-            self.transport.send_close(<WSCloseCode>code, b"")
-            self.transport.disconnect()
+        self.client_closed = True
+        self.close(code, "")
         return 0
 
     cpdef close(self, int code, str reason):
@@ -382,9 +442,18 @@ cdef class PushSession(WSListener):
         self.close_code = code
         self.close_reason = reason
         self.backlog = []
-        if not self.transport.is_disconnected:
-            self.transport.underlying_transport.pause_reading()
+        self._update_reading()
+        if self.in_flight > 0:
+            # Redis normally confirms within milliseconds; never wait forever.
+            asyncio.get_running_loop().call_later(CLOSE_ACK_TIMEOUT_SECONDS, self._give_up_on_acks)
         self._maybe_finish_close()
+
+    def _give_up_on_acks(self):
+        if self.transport.is_disconnected or self.transport.is_close_frame_sent:
+            return
+        self._send_acks()
+        self.transport.send_close(WSCloseCode.INTERNAL_ERROR, b"Redis did not confirm in time")
+        self.transport.disconnect()
 
     cdef int _maybe_finish_close(self) except -1:
         if (self.close_code == 0 or self.in_flight > 0 or self.transport.is_disconnected
@@ -393,9 +462,12 @@ cdef class PushSession(WSListener):
         self._send_acks()  # the acks go out before the close frame
         self.transport.send_close(<WSCloseCode>self.close_code,
                                   self.close_reason.encode("utf-8")[:MAX_CLOSE_REASON_BYTES])
+        if self.client_closed:
+            self.transport.disconnect()  # the closing handshake is complete
+            return 0
         # Hanging up at once would reset a client that is still sending, and
         # it would never read the close frame: read on (discarding) until its
         # own close frame arrives, for a short while.
-        self.transport.underlying_transport.resume_reading()
+        self._update_reading()
         asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, (<object>self.transport).disconnect)
         return 0

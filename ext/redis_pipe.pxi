@@ -76,7 +76,8 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
     cdef readonly Py_ssize_t high_water
     cdef readonly Py_ssize_t low_water
     cdef readonly bint overloaded
-    cdef set paused_producers        # transports whose reading we paused
+    cdef set held_producers          # producers asked to stop reading
+    cdef list drain_waiters          # futures of drained()
     cdef int fd                      # for direct vectored writes; -1 when not allowed
     cdef public object on_lost       # callable(reason: str) or None
     cdef object lost_reason
@@ -91,7 +92,8 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         self.writer = RespWriter(by_reference_threshold)
         self.high_water = high_water
         self.low_water = low_water
-        self.paused_producers = set()
+        self.held_producers = set()
+        self.drain_waiters = []
         self.fd = -1
         self.on_lost = on_lost
 
@@ -160,7 +162,10 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
                 self._after_replies()
                 return 0
             if not self.pending:
-                # A reply nobody asked for means the stream is out of step: never guess.
+                # A reply nobody asked for means the stream is out of step: never
+                # guess, and take nothing more until connection_lost has run.
+                self.connected = False
+                self.fd = -1
                 self.transport.abort()
                 return 0
             batch = <PendingBatch>self.pending[0]
@@ -280,11 +285,13 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
 
     # -- producers' backpressure --------------------------------------
 
-    cdef int hold_producer(self, object transport) except -1:
-        """Pause reading a producer's socket until Redis catches up."""
-        if transport not in self.paused_producers:
-            self.paused_producers.add(transport)
-            transport.pause_reading()
+    cdef int hold_producer(self, object producer) except -1:
+        """Ask a producer (``producer.set_held(bool)``) to stop reading its
+        socket until Redis catches up; it decides with its own other reasons
+        to pause (waiting for metadata, closing) when to read again."""
+        if producer not in self.held_producers:
+            self.held_producers.add(producer)
+            producer.set_held(True)
         return 0
 
     cdef int _update_overload(self) except -1:
@@ -295,11 +302,25 @@ cdef class RedisPipe(_RedisPipeBase, asyncio.BufferedProtocol):
         return 0
 
     cdef int _resume_producers(self) except -1:
-        producers, self.paused_producers = self.paused_producers, set()
-        for transport in producers:
-            if not transport.is_closing():
-                transport.resume_reading()
+        producers, self.held_producers = self.held_producers, set()
+        for producer in producers:
+            try:
+                producer.set_held(False)
+            except Exception:
+                _pipe_log.exception("error resuming %r", producer)
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters = []
         return 0
+
+    async def drained(self):
+        """Wait until Redis has caught up (for producers without a socket to pause)."""
+        if not self.overloaded:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.drain_waiters.append(waiter)
+        await waiter
 
     # -- Python API (control commands, POST /data, tests) --------------
 

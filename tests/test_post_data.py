@@ -60,6 +60,7 @@ def test_listed_streams_take_parts_named_after_them(http: httpx.Client, store: r
         ("*", [("p", ("XMETA:x", b"no"))], "bad stream id"),
         ("*", [("p", ("a b", b"no"))], "bad stream id"),
         ("XMETA:{sid}", [("p", ("f", b"no"))], "bad stream id"),
+        ("{sid}%FF", [("p", ("f", b"no"))], "UTF-8"),
     ],
 )
 def test_bad_uploads_are_400_and_store_nothing(

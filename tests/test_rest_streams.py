@@ -116,6 +116,8 @@ def test_a_stream_id_with_unicode_and_percent_works_under_exactly_that_id(
         ("a%00b", "forbidden character"),
         ("XMETA:abc", "reserved prefix"),
         ("x" * 257, "more than 256"),
+        ("caf%FF", "UTF-8"),
+        ("a%2Bb", "one stream id"),
     ],
 )
 def test_bad_stream_ids_get_400_with_the_reason(http: httpx.Client, raw: str, reason: str) -> None:

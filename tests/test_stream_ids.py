@@ -74,12 +74,15 @@ def test_refused_with_the_reason(sid: str, reason: str) -> None:
 
 
 def test_split_decodes_a_raw_segment_exactly_once() -> None:
-    assert split_stream_ids("a%2541+caf%C3%A9", decoded=False) == ["a%41", "café"]
-    assert split_stream_ids("a%41", decoded=True) == ["a%41"]
+    assert split_stream_ids(b"a%2541+caf%C3%A9") == ["a%41", "café"]
+    assert split_stream_ids("caf\u00e9".encode()) == ["café"]  # raw UTF-8 bytes on the wire
+    assert split_stream_ids("a%41") == ["a%41"]  # str: already decoded
     assert split_stream_ids("*") == ["*"]
     with pytest.raises(InvalidStreamId, match="repeat"):
         split_stream_ids("a+a")
-    with pytest.raises(InvalidStreamId):
-        split_stream_ids("a%2Fb", decoded=False)
-    with pytest.raises(UnicodeDecodeError):
-        split_stream_ids("%FF", decoded=False)
+    with pytest.raises(InvalidStreamId, match="forbidden"):
+        split_stream_ids(b"a%2Fb")
+    with pytest.raises(InvalidStreamId, match="UTF-8"):
+        split_stream_ids(b"%FF")
+    with pytest.raises(InvalidStreamId, match="UTF-8"):
+        split_stream_ids(b"ok\xffno")

@@ -61,3 +61,47 @@ def read_close_frame(sock: socket.socket, already: bytes = b"") -> tuple[int, st
         payload, data = data[offset : offset + length], data[offset + length :]
         if opcode == 0x8:
             return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One client frame (clients must mask), FIN set."""
+    import struct
+
+    mask = os.urandom(4)
+    body = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+    elif size < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+    return head + mask + body
+
+
+def read_until_close(sock: socket.socket, already: bytes = b"") -> tuple[list[str], int, str]:
+    """Server frames until its close frame: (text messages, close code, close reason)."""
+    texts: list[str] = []
+    data = already
+    while True:
+        while len(data) < 2:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed without a close frame")
+            data += chunk
+        opcode, length = data[0] & 0x0F, data[1] & 0x7F
+        offset = 2
+        if length == 126:
+            length, offset = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, offset = int.from_bytes(data[2:10], "big"), 10
+        while len(data) < offset + length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-frame")
+            data += chunk
+        payload, data = data[offset : offset + length], data[offset + length :]
+        if opcode == 0x1:
+            texts.append(payload.decode())
+        elif opcode == 0x8:
+            return texts, int.from_bytes(payload[:2], "big"), payload[2:].decode()

@@ -79,8 +79,7 @@ class WebSocketRouter:
             return _error(HTTPStatus.UNAUTHORIZED, str(error), {"WWW-Authenticate": "Bearer"})
         _normalize_connection_header(request)
         try:
-            raw_segment = parts[2].encode("latin-1").decode("utf-8")
-            sids = split_stream_ids(raw_segment, decoded=False)
-        except (InvalidStreamId, UnicodeDecodeError) as error:
+            sids = split_stream_ids(parts[2].encode("latin-1"))
+        except InvalidStreamId as error:
             return ClosingListener(WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}")
         return self.endpoints[parts[3]](self.runtime, sids, query, user)
