@@ -422,7 +422,11 @@ cdef class PullSession(WSListener):
         if msg_type == WSMsgType.CLOSE:
             self.closing = True
             self._cancel_timers()
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            if frame.payload_size < 2:
+                # No status code: answer 1000 (0 is no code at all, RFC 6455 §7.4).
+                transport.send_close(WSCloseCode.OK, b"")
+            else:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
             return
         if msg_type == WSMsgType.PING or msg_type == WSMsgType.PONG:
