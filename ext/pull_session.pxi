@@ -18,6 +18,10 @@ from libc.errno cimport EINTR, errno
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.uio cimport iovec, writev
 
+import logging
+
+_pull_log = logging.getLogger("engine.pull")
+
 cdef enum:
     # writev takes at most IOV_MAX (1024 on Linux) buffers per call.
     PULL_IOV_PER_WRITE = 1024
@@ -249,7 +253,11 @@ cdef class PullFeed(ReadOwner):
         for session in waiting:
             session.is_waiting = False
         for session in waiting:
-            session.advance()
+            # One socket's failure closes that socket; the others still get woken.
+            try:
+                session.advance()
+            except Exception:
+                session.fail_internally("while woken by its feed")
         return 0
 
     cdef int forget(self, PullSession session) except -1:
@@ -257,6 +265,11 @@ cdef class PullFeed(ReadOwner):
         if session.is_waiting:
             session.is_waiting = False
             self.waiting.remove(session)
+        return 0
+
+    cdef int on_error(self, ReadRequest request, object error) except -1:
+        # Not one socket's fault (those are caught in wake): the feed cannot go on.
+        self.fail("internal error in the pull feed")
         return 0
 
     def fail(self, str reason):
@@ -287,7 +300,11 @@ cdef class _CatchUp(ReadOwner):
 
     cdef int on_reply(self, ReadRequest request, object reply) except -1:
         if self.session is not None:
-            self.session.caught_up(request.slot, reply, request.tag is True)
+            try:
+                self.session.caught_up(request.slot, reply, request.tag is True)
+            except Exception:
+                # Only this socket fails; the process's reader and its other requests go on.
+                self.session.fail_internally("while catching up")
         return 0
 
     cdef int on_lost(self, ReadRequest request, str reason) except -1:
@@ -824,6 +841,16 @@ cdef class PullSession(WSListener):
         if self.timeout_timer is not None:
             self.timeout_timer.cancel()
             self.timeout_timer = None
+        return 0
+
+    cdef int fail_internally(self, str where) except -1:
+        """Log the exception being handled and close this socket only (1011).
+        Called from an except clause."""
+        _pull_log.exception("pull socket failed %s", where)
+        try:
+            self.close(WSCloseCode.INTERNAL_ERROR, "internal error")
+        except Exception:
+            _pull_log.exception("closing a failed pull socket failed")
         return 0
 
     cpdef close(self, int code, str reason):
