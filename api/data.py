@@ -14,6 +14,7 @@ from api.security import authenticated_user, runtime_of
 from engine._core import RedisUnavailable, StreamKey, join_entries
 from engine.cursors import BadCursor, parse_cursors
 from engine.ids import split_stream_ids
+from engine.ws.pull import MAX_COUNT
 
 if TYPE_CHECKING:
     from engine._core import ShapeName
@@ -26,6 +27,8 @@ async def read_entries(request: Request) -> Response:
     authenticated_user(request)
     sids = split_stream_ids(request.path_params["sid"])
     count = integer(request.query_params, "count", 1, minimum=1)
+    if count > MAX_COUNT:
+        raise HTTPException(400, f"query parameter 'count' must be at most {MAX_COUNT}")
     try:
         cursors = parse_cursors(request.query_params.get("last_entry_id") or "*", len(sids))
     except BadCursor as error:

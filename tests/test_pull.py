@@ -409,6 +409,7 @@ async def test_a_key_that_is_not_a_stream_closes_1011(
         ({"rate_limit": "fast"}, "rate_limit"),
         ({"rate_limit": "inf"}, "rate_limit"),
         ({"max_fps": "0"}, "max_fps"),
+        ({"count": "10001"}, "at most 10000"),
     ],
 )
 async def test_bad_query_values_are_400_at_the_handshake(
