@@ -34,7 +34,8 @@ async def read_entries(request: Request) -> Response:
     except BadCursor as error:
         raise HTTPException(400, str(error)) from None
     reader = runtime_of(request).reads.reader
-    if reader is None:
+    if reader is None or not reader.connected:
+        # Even a query that reads nothing ("$") reports the outage the same way.
         raise HTTPException(503, "Redis is unavailable")
     commands: list[tuple[ShapeName, list[StreamKey], tuple[Any, ...]]] = []
     newest_first: list[bool] = []
