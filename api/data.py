@@ -13,6 +13,7 @@ from api.params import integer, path_stream_ids
 from api.security import authenticated_user, runtime_of
 from engine._core import RedisUnavailable, StreamKey, join_entries
 from engine.cursors import BadCursor, parse_cursors
+from engine.ws.pull import MAX_COUNT
 
 if TYPE_CHECKING:
     from engine._core import ShapeName
@@ -25,12 +26,15 @@ async def read_entries(request: Request) -> Response:
     authenticated_user(request)
     sids = path_stream_ids(request)
     count = integer(request.query_params, "count", 1, minimum=1)
+    if count > MAX_COUNT:
+        raise HTTPException(400, f"query parameter 'count' must be at most {MAX_COUNT}")
     try:
         cursors = parse_cursors(request.query_params.get("last_entry_id") or "*", len(sids))
     except BadCursor as error:
         raise HTTPException(400, str(error)) from None
     reader = runtime_of(request).reads.reader
-    if reader is None:
+    if reader is None or not reader.connected:
+        # Even a query that reads nothing ("$") reports the outage the same way.
         raise HTTPException(503, "Redis is unavailable")
     commands: list[tuple[ShapeName, list[StreamKey], tuple[Any, ...]]] = []
     newest_first: list[bool] = []

@@ -18,6 +18,10 @@ from libc.errno cimport EINTR, errno
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.uio cimport iovec, writev
 
+import logging
+
+_pull_log = logging.getLogger("engine.pull")
+
 cdef enum:
     # writev takes at most IOV_MAX (1024 on Linux) buffers per call.
     PULL_IOV_PER_WRITE = 1024
@@ -31,6 +35,10 @@ cdef Py_ssize_t RING_MAX_BYTES = 8 * 1024 * 1024
 cdef Py_ssize_t FEED_READ_COUNT = 512
 # A socket catching up from Redis reads this many entries (or `count`) at once.
 cdef Py_ssize_t PULL_CATCH_UP_ENTRIES = 256
+# ... and fewer when entries are large: one read (a feed's XREAD, per stream, or
+# a catch-up XRANGE) asks for about this many bytes at the ring's mean entry
+# size, at least one entry. 1 MiB entries: 1 per read, not 256 or 512.
+cdef Py_ssize_t PULL_READ_BYTES = 1024 * 1024
 # Steps one socket sends in a row before it lets the loop run other work.
 cdef Py_ssize_t PULL_STEPS_PER_TURN = 64
 # Steps framed for one socket are written together up to this many bytes.
@@ -96,6 +104,15 @@ cdef class StreamRing:
 
     cdef inline Py_ssize_t end(self) noexcept:
         return self.base + len(self.entries)
+
+    cdef Py_ssize_t entries_within(self, Py_ssize_t budget, Py_ssize_t most) noexcept:
+        """How many entries of the ring's mean size fit in ``budget`` bytes: from 1
+        to ``most`` (``most`` when the ring knows no entry yet)."""
+        cdef Py_ssize_t n = len(self.entries), mean
+        if n == 0 or self.nbytes <= 0:
+            return max(1, most)
+        mean = (self.nbytes + n - 1) // n
+        return max(1, min(most, budget // mean))
 
     cdef inline bint covers(self, uint64_t ms, uint64_t seq) noexcept:
         """Whether every entry after (ms, seq) is in the ring."""
@@ -177,18 +194,21 @@ cdef class PullFeed(ReadOwner):
     cdef StreamReader reader
     cdef readonly bint started
     cdef readonly bint closed
-    cdef bytes read_count
+    cdef readonly Py_ssize_t read_count     # entries per stream per XREAD at most
+    cdef readonly Py_ssize_t read_bytes     # bytes per stream per XREAD, about
     cdef readonly Py_ssize_t replies
     cdef readonly Py_ssize_t entries_read
 
     def __init__(self, keys, Py_ssize_t read_count=FEED_READ_COUNT,
-                 Py_ssize_t ring_entries=RING_MAX_ENTRIES, Py_ssize_t ring_bytes=RING_MAX_BYTES):
+                 Py_ssize_t ring_entries=RING_MAX_ENTRIES, Py_ssize_t ring_bytes=RING_MAX_BYTES,
+                 Py_ssize_t read_bytes=PULL_READ_BYTES):
         self.keys = tuple(keys)
         self.rings = [StreamRing(key, ring_entries, ring_bytes) for key in self.keys]
         self.ring_by_key = {(<StreamKey>key).key: ring for key, ring in zip(self.keys, self.rings)}
         self.waiting = []
         self.sessions = set()
-        self.read_count = str(read_count).encode()
+        self.read_count = max(1, read_count)
+        self.read_bytes = read_bytes
 
     def ring(self, bytes key):
         return self.ring_by_key[key]
@@ -210,9 +230,17 @@ cdef class PullFeed(ReadOwner):
     def stop_serving(self):
         self.reader = None
 
+    cdef Py_ssize_t _next_read_count(self) except -1:
+        """COUNT applies to each stream: the stream of the largest entries sets it."""
+        cdef StreamRing ring
+        cdef Py_ssize_t count = self.read_count
+        for ring in self.rings:
+            count = ring.entries_within(self.read_bytes, count)
+        return count
+
     cdef int _read_next(self) except -1:
         cdef StreamRing ring
-        arguments = [b"XREAD", b"COUNT", self.read_count, b"BLOCK", b"0", b"STREAMS"]
+        arguments = [b"XREAD", b"COUNT", self._next_read_count(), b"BLOCK", b"0", b"STREAMS"]
         for ring in self.rings:
             arguments.append(ring.stream.key)
         for ring in self.rings:
@@ -249,7 +277,11 @@ cdef class PullFeed(ReadOwner):
         for session in waiting:
             session.is_waiting = False
         for session in waiting:
-            session.advance()
+            # One socket's failure closes that socket; the others still get woken.
+            try:
+                session.advance()
+            except Exception:
+                session.fail_internally("while woken by its feed")
         return 0
 
     cdef int forget(self, PullSession session) except -1:
@@ -257,6 +289,11 @@ cdef class PullFeed(ReadOwner):
         if session.is_waiting:
             session.is_waiting = False
             self.waiting.remove(session)
+        return 0
+
+    cdef int on_error(self, ReadRequest request, object error) except -1:
+        # Not one socket's fault (those are caught in wake): the feed cannot go on.
+        self.fail("internal error in the pull feed")
         return 0
 
     def fail(self, str reason):
@@ -278,6 +315,11 @@ cdef class PullFeed(ReadOwner):
     def waiting_sessions(self):
         return len(self.waiting)
 
+    @property
+    def next_read_count(self):
+        """The COUNT of the feed's next XREAD."""
+        return self._next_read_count()
+
 
 @cython.final
 cdef class _CatchUp(ReadOwner):
@@ -287,7 +329,11 @@ cdef class _CatchUp(ReadOwner):
 
     cdef int on_reply(self, ReadRequest request, object reply) except -1:
         if self.session is not None:
-            self.session.caught_up(request.slot, reply, request.tag is True)
+            try:
+                self.session.caught_up(request.slot, reply, request.tag is True)
+            except Exception:
+                # Only this socket fails; the process's reader and its other requests go on.
+                self.session.fail_internally("while catching up")
         return 0
 
     cdef int on_lost(self, ReadRequest request, str reason) except -1:
@@ -422,7 +468,11 @@ cdef class PullSession(WSListener):
         if msg_type == WSMsgType.CLOSE:
             self.closing = True
             self._cancel_timers()
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            if frame.payload_size < 2:
+                # No status code: answer 1000 (0 is no code at all, RFC 6455 §7.4).
+                transport.send_close(WSCloseCode.OK, b"")
+            else:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
             transport.disconnect()
             return
         if msg_type == WSMsgType.PING or msg_type == WSMsgType.PONG:
@@ -585,7 +635,8 @@ cdef class PullSession(WSListener):
             arguments = (b"XREVRANGE", key.key, b"+", start, b"COUNT", self.count)
         else:
             arguments = (b"XRANGE", key.key, after, b"+", b"COUNT",
-                         max(self.count, PULL_CATCH_UP_ENTRIES))
+                         (<StreamRing>self.rings[i]).entries_within(
+                             PULL_READ_BYTES, max(self.count, PULL_CATCH_UP_ENTRIES)))
         request = (<StreamReader>reader).send(SHAPE_RANGE, [key], self.catch_up, i, arguments)
         request.tag = newest
         self.reads_in_flight += 1
@@ -820,6 +871,16 @@ cdef class PullSession(WSListener):
         if self.timeout_timer is not None:
             self.timeout_timer.cancel()
             self.timeout_timer = None
+        return 0
+
+    cdef int fail_internally(self, str where) except -1:
+        """Log the exception being handled and close this socket only (1011).
+        Called from an except clause."""
+        _pull_log.exception("pull socket failed %s", where)
+        try:
+            self.close(WSCloseCode.INTERNAL_ERROR, "internal error")
+        except Exception:
+            _pull_log.exception("closing a failed pull socket failed")
         return 0
 
     cpdef close(self, int code, str reason):

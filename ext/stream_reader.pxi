@@ -4,6 +4,13 @@
 #
 # One StreamReader per process serves GET /data and pull sockets catching
 # up; every pull feed owns one more for its blocking XREAD.
+#
+# An owner that raises while handling its reply fails on its own (on_error):
+# the connection and the other owners' requests go on.
+
+import logging
+
+_read_log = logging.getLogger("engine.pull")
 
 @cython.final
 @cython.freelist(64)
@@ -27,6 +34,37 @@ cdef class ReadOwner:
     cdef int on_lost(self, ReadRequest request, str reason) except -1:
         return 0
 
+    cdef int on_error(self, ReadRequest request, object error) except -1:
+        """``on_reply`` or ``on_lost`` raised ``error`` (already logged)."""
+        return 0
+
+
+cdef int deliver_reply(ReadRequest request, object reply) except -1:
+    """Hand ``reply`` to its owner; an exception there fails that owner only."""
+    try:
+        request.owner.on_reply(request, reply)
+    except Exception as error:
+        _read_log.exception("a read reply handler failed (%s)", type(request.owner).__name__)
+        _owner_error(request, error)
+    return 0
+
+
+cdef int deliver_lost(ReadRequest request, str reason) except -1:
+    try:
+        request.owner.on_lost(request, reason)
+    except Exception as error:
+        _read_log.exception("a lost read handler failed (%s)", type(request.owner).__name__)
+        _owner_error(request, error)
+    return 0
+
+
+cdef int _owner_error(ReadRequest request, object error) except -1:
+    try:
+        request.owner.on_error(request, error)
+    except Exception:
+        _read_log.exception("a read error handler failed (%s)", type(request.owner).__name__)
+    return 0
+
 
 @cython.final
 cdef class ReadBatch(ReadOwner):
@@ -46,6 +84,11 @@ cdef class ReadBatch(ReadOwner):
     cdef int on_lost(self, ReadRequest request, str reason) except -1:
         if not self.future.done():
             self.future.set_exception(RedisUnavailable(reason))
+        return 0
+
+    cdef int on_error(self, ReadRequest request, object error) except -1:
+        if not self.future.done():
+            self.future.set_exception(error)
         return 0
 
 
@@ -87,7 +130,7 @@ cdef class StreamReader(_StreamReaderBase, asyncio.BufferedProtocol):
         self.writer.take()
         pending, self.pending = self.pending, deque()
         for request in pending:
-            request.owner.on_lost(request, reason)
+            deliver_lost(request, reason)
         if self.on_lost is not None:
             self.on_lost(reason)
 
@@ -112,7 +155,7 @@ cdef class StreamReader(_StreamReaderBase, asyncio.BufferedProtocol):
                 if parser.parse() == PARSE_MORE:
                     return
                 request = <ReadRequest>self.pending.popleft()
-                request.owner.on_reply(request, parser.take_result())
+                deliver_reply(request, parser.take_result())
         except RedisProtocolError as error:
             # Out of step with Redis: nothing read from here on can be trusted.
             self.broken = True

@@ -142,6 +142,7 @@ def test_large_entries(http: httpx.Client, store: redis.Redis) -> None:
         ("last_entry_id=0%2B0%2B0", "3 ids for 2 streams"),
         ("count=0", "at least 1"),
         ("count=x", "integer"),
+        ("count=10001", "at most 10000"),
     ],
 )
 def test_bad_queries_are_400(http: httpx.Client, query: str, detail: str) -> None:

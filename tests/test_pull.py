@@ -341,6 +341,17 @@ async def test_the_client_can_close(engine: EngineProcess, token: str) -> None:
     assert ws.close_code == 1000
 
 
+def test_an_empty_close_frame_is_answered_with_1000(engine: EngineProcess, token: str) -> None:
+    # RFC 6455 §7.4: a close without a status code is answered with a real code,
+    # never 0 (websockets clients fail such a close with 1002).
+    status, _, rest, sock = handshake(engine.port, f"/data/{new_sid()}/pull?token={token}")
+    with sock:
+        assert status == 101
+        sock.sendall(b"\x88\x80" + b"\x00\x00\x00\x00")  # FIN close, masked, empty payload
+        code, _ = read_close_frame(sock, rest)
+    assert code == 1000
+
+
 async def test_a_stream_created_after_the_socket(
     engine: EngineProcess, token: str, store: redis.Redis
 ) -> None:
@@ -398,6 +409,7 @@ async def test_a_key_that_is_not_a_stream_closes_1011(
         ({"rate_limit": "fast"}, "rate_limit"),
         ({"rate_limit": "inf"}, "rate_limit"),
         ({"max_fps": "0"}, "max_fps"),
+        ({"count": "10001"}, "at most 10000"),
     ],
 )
 async def test_bad_query_values_are_400_at_the_handshake(

@@ -29,12 +29,18 @@ class PullHub:
     """Finds or starts the feed of a pull socket; stops feeds nobody follows."""
 
     def __init__(
-        self, url: str, linger: float = LINGER_SECONDS, first_delay: float = 0.1, max_delay: float = 5.0
+        self,
+        url: str,
+        linger: float = LINGER_SECONDS,
+        first_delay: float = 0.1,
+        max_delay: float = 5.0,
+        feed_options: dict[str, int] | None = None,
     ):
         self.address = RedisAddress(url)
         self.linger = linger
         self.first_delay = first_delay
         self.max_delay = max_delay
+        self.feed_options = feed_options or {}  # PullFeed keyword arguments (ring sizes, tests)
         self.feeds: dict[tuple[bytes, ...], PullFeed] = {}
         self._tasks: dict[PullFeed, asyncio.Task[None]] = {}
         self._idle: dict[PullFeed, asyncio.TimerHandle] = {}
@@ -46,7 +52,7 @@ class PullHub:
         ident = tuple(key.key for key in ordered)
         feed = self.feeds.get(ident)
         if feed is None or feed.closed:
-            feed = PullFeed(ordered)
+            feed = PullFeed(ordered, **self.feed_options)
             self.feeds[ident] = feed
             if not self._closed:
                 self._tasks[feed] = asyncio.get_running_loop().create_task(self._run(feed))

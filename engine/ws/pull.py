@@ -13,6 +13,10 @@ from engine.cursors import BadCursor, Cursor, parse_cursors
 from engine.runtime import Runtime
 from engine.ws.query import BadQuery, bad_request, flag, integer, number
 
+# The most entries one pull step or one GET /data may ask for (``count``): what a
+# socket holds or a reply carries is bounded by it.
+MAX_COUNT = 10_000
+
 
 @dataclass(frozen=True)
 class PullOptions:
@@ -31,6 +35,8 @@ class PullOptions:
     @classmethod
     def from_query(cls, sids: list[str], query: dict[str, str]) -> PullOptions:
         count = integer(query, "count", 1, minimum=1)
+        if count > MAX_COUNT:
+            raise BadQuery(f"query parameter 'count' must be at most {MAX_COUNT}")
         try:
             cursors = parse_cursors(query.get("last_entry_id") or "$", len(sids))
         except BadCursor as error:
