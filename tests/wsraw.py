@@ -40,27 +40,8 @@ def handshake(
 
 def read_close_frame(sock: socket.socket, already: bytes = b"") -> tuple[int, str]:
     """Read server frames until a close frame; return its code and reason."""
-    data = already
-    while True:
-        while len(data) < 2:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed without a close frame")
-            data += chunk
-        opcode, length = data[0] & 0x0F, data[1] & 0x7F
-        offset = 2
-        if length == 126:
-            length, offset = int.from_bytes(data[2:4], "big"), 4
-        elif length == 127:
-            length, offset = int.from_bytes(data[2:10], "big"), 10
-        while len(data) < offset + length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed mid-frame")
-            data += chunk
-        payload, data = data[offset : offset + length], data[offset + length :]
-        if opcode == 0x8:
-            return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+    _, code, reason = read_until_close(sock, already)
+    return code, reason
 
 
 def masked_frame(opcode: int, payload: bytes) -> bytes:
