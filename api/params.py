@@ -1,4 +1,5 @@
-"""Query parameters as the original server read them (FastAPI's bool and int parsing)."""
+"""Query parameters of the REST endpoints (a missing or empty value takes the default;
+bad ones are a 400)."""
 
 from __future__ import annotations
 
@@ -7,34 +8,27 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from engine.ids import split_stream_ids
-
-_TRUE = {"1", "true", "on", "yes", "t", "y"}
-_FALSE = {"0", "false", "off", "no", "f", "n"}
+from engine.query import BadQuery, boolean, whole_number
 
 
 def flag(query: QueryParams, name: str, default: bool = False) -> bool:
     value = query.get(name)
-    if value is None or value == "":
+    if not value:
         return default
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise HTTPException(400, f"query parameter {name!r} must be a boolean, not {value!r}")
+    try:
+        return boolean(name, value)
+    except BadQuery as error:
+        raise HTTPException(400, str(error)) from None
 
 
 def integer(query: QueryParams, name: str, default: int, minimum: int = 0) -> int:
     value = query.get(name)
-    if value is None or value == "":
+    if not value:
         return default
     try:
-        number = int(value)
-    except ValueError:
-        raise HTTPException(400, f"query parameter {name!r} must be an integer") from None
-    if number < minimum:
-        raise HTTPException(400, f"query parameter {name!r} must be at least {minimum}")
-    return number
+        return whole_number(name, value, minimum)
+    except BadQuery as error:
+        raise HTTPException(400, str(error)) from None
 
 
 def path_stream_ids(request: HTTPConnection) -> list[str]:

@@ -10,36 +10,18 @@ import orjson
 from picows import WSUpgradeResponse
 from picows import WSUpgradeResponseWithListener as Answer
 
-_TRUE = {"1", "true", "on", "yes", "t", "y"}
-_FALSE = {"0", "false", "off", "no", "f", "n", ""}
+from engine.query import BadQuery, boolean, whole_number
 
-
-class BadQuery(ValueError):
-    pass
+__all__ = ["BadQuery", "bad_request", "flag", "integer", "number"]
 
 
 def flag(query: dict[str, str], name: str, default: bool = False) -> bool:
-    if name not in query:
-        return default
-    value = query[name].lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise BadQuery(f"query parameter {name!r} must be a boolean, not {query[name]!r}")
+    return boolean(name, query[name]) if name in query else default
 
 
 def integer(query: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     value = query.get(name, "")
-    if value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadQuery(f"query parameter {name!r} must be an integer, not {value!r}") from None
-    if number < minimum:
-        raise BadQuery(f"query parameter {name!r} must be at least {minimum}")
-    return number
+    return whole_number(name, value, minimum) if value else default
 
 
 def number(query: dict[str, str], name: str, default: float = 0.0) -> float:
