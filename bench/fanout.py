@@ -63,9 +63,7 @@ async def main(options: argparse.Namespace) -> None:
                 "all delivered after s": drain_seconds,
                 "drops (never delivered)": missing,
                 "gaps (sequence skipped)": sum(p.gaps for p in pullers),
-                "p50 ms": stats["p50"],
-                "p99 ms": stats["p99"],
-                "max ms": stats["max"],
+                **stats,
                 **usage,
             },
         )

@@ -112,9 +112,7 @@ async def main(options: argparse.Namespace) -> None:
                 "entries sent": sent,
                 "entries received": puller.received - skip,
                 "gaps (sequence skipped)": puller.gaps,
-                "p50 ms": stats["p50"],
-                "p99 ms": stats["p99"],
-                "max ms": stats["max"],
+                **stats,
                 **usage,
             },
         )

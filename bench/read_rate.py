@@ -113,9 +113,7 @@ async def main(options: argparse.Namespace) -> None:
                 "requests": done,
                 "statuses": statuses,
                 "requests/s": done / elapsed,
-                "p50 ms": stats["p50"],
-                "p99 ms": stats["p99"],
-                "max ms": stats["max"],
+                **stats,
                 **usage,
             },
         )
