@@ -1,12 +1,7 @@
-"""The Starlette app: tokens, health, stream metadata, API docs (HTTP only;
+"""The Starlette app: tokens, health, stream metadata, data, API docs (HTTP only;
 WebSockets are served by picows on the same port, see engine.front)."""
 
 from __future__ import annotations
-
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,9 +10,7 @@ from starlette.routing import Mount, Route
 
 from api import data, docs, streams, token, upload
 from api.errors import EXCEPTION_HANDLERS
-from engine.config import Config, resolve
 from engine.runtime import Runtime
-from engine.ws.router import WebSocketRouter
 
 ROUTES = [
     Route("/token", token.issue_token, methods=["POST"]),
@@ -35,23 +28,11 @@ ROUTES = [
 ]
 
 
-def create_app(config: Config | None = None) -> Starlette:
-    """The ASGI app. Without ``config``, it is read from PTG_* variables (worker processes)."""
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        settings = config or resolve({}, os.environ)
-        if not settings.redis_url:
-            raise RuntimeError("create_app needs a Redis URL (PTG_REDIS_URL)")
-        runtime = await Runtime.open(settings, settings.redis_url)
-        try:
-            yield {"engine": runtime, "ws_router": WebSocketRouter(runtime)}
-        finally:
-            await runtime.close()
-
-    return Starlette(
+def create_app(runtime: Runtime) -> Starlette:
+    """The HTTP app of an engine process, serving from ``runtime`` (which the engine
+    opened and will close: the app creates nothing long-lived)."""
+    app = Starlette(
         routes=ROUTES,
-        lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             Middleware(
@@ -64,3 +45,5 @@ def create_app(config: Config | None = None) -> Starlette:
             )
         ],
     )
+    app.state.runtime = runtime
+    return app

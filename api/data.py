@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hiredis import ReplyError
 from starlette.exceptions import HTTPException
@@ -11,12 +11,10 @@ from starlette.responses import Response
 
 from api.params import integer, path_stream_ids
 from api.security import authenticated_user, runtime_of
-from engine._core import RedisUnavailable, StreamKey, join_entries
+from engine._core import RedisUnavailable, StreamKey, join_entries, stream_read
 from engine.cursors import BadCursor, parse_cursors
+from engine.redis.sharded import ReadCommand, read_streams
 from engine.ws.pull import MAX_COUNT
-
-if TYPE_CHECKING:
-    from engine._core import ShapeName
 
 
 async def read_entries(request: Request) -> Response:
@@ -32,23 +30,22 @@ async def read_entries(request: Request) -> Response:
         cursors = parse_cursors(request.query_params.get("last_entry_id") or "*", len(sids))
     except BadCursor as error:
         raise HTTPException(400, str(error)) from None
-    reader = runtime_of(request).reads.reader
-    if reader is None or not reader.connected:
+    shards = runtime_of(request).shards
+    keys = [StreamKey(sid) for sid in sids]
+    if not all(shards.reader_for_key(key.key) is not None for key in keys):
         # Even a query that reads nothing ("$") reports the outage the same way.
         raise HTTPException(503, "Redis is unavailable")
-    commands: list[tuple[ShapeName, list[StreamKey], tuple[Any, ...]]] = []
+    commands: list[ReadCommand] = []
     newest_first: list[bool] = []
-    for sid, cursor in zip(sids, cursors, strict=True):
-        key = StreamKey(sid)
-        if cursor.kind == "newest":
-            commands.append(("range", [key], (b"XREVRANGE", key.key, b"+", b"-", b"COUNT", count)))
-        elif cursor.kind == "id":
-            commands.append(("range", [key], (b"XRANGE", key.key, cursor.after, b"+", b"COUNT", count)))
-        else:
+    for key, cursor in zip(keys, cursors, strict=True):
+        if cursor.kind == "now":
             continue  # "$": nothing newer than now exists yet
-        newest_first.append(cursor.kind == "newest")
+        newest = cursor.kind == "newest"
+        after = None if newest else (cursor.ms, cursor.seq)
+        commands.append((key, stream_read(key, count, newest, after)))
+        newest_first.append(newest)
     try:
-        replies = await reader.read(commands)
+        replies = await read_streams(shards, commands)
     except RedisUnavailable:
         raise HTTPException(503, "Redis is unavailable") from None
     entries: list[Any] = []

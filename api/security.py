@@ -10,7 +10,8 @@ from engine.runtime import Runtime
 
 
 def runtime_of(request: HTTPConnection) -> Runtime:
-    runtime: Runtime = request.state.engine
+    """The runtime the app was created with (api.app.create_app)."""
+    runtime: Runtime = request.app.state.runtime
     return runtime
 
 

@@ -23,7 +23,7 @@ class ORJSONResponse(JSONResponse):
 async def ping(request: Request) -> Response:
     """``true`` while Redis answers; ``false`` with 503 when it does not."""
     try:
-        await runtime_of(request).redis.ping()
+        await runtime_of(request).control.ping()
     except (RedisError, OSError):
         return ORJSONResponse(False, status_code=503)
     return ORJSONResponse(True)

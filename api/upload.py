@@ -14,6 +14,7 @@ from api.security import authenticated_user, runtime_of
 from api.streams import ORJSONResponse
 from engine._core import RedisUnavailable
 from engine.ids import InvalidStreamId, check_stream_id
+from engine.redis.sharded import store_entries
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -59,14 +60,9 @@ async def post_entries(request: Request) -> Response:
     missing = list({key for key, _ in entries if key not in maxlens.values})
     if missing:
         await maxlens.load(missing)
-    pipe = runtime.ingest.pipe
-    if pipe is None:
-        raise HTTPException(503, "Redis is unavailable")
-    # No socket to pause here: an upload waits while Redis is behind instead.
-    await pipe.drained()
     commands = [(key, b"*", payload, maxlens.values[key]) for key, payload in entries]
     try:
-        ids = await pipe.xadd_many(commands)
+        ids = await store_entries(runtime.shards, commands)
     except RedisUnavailable as error:
         raise HTTPException(503, str(error)) from None
     except ReplyError as error:

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # Redis is older than 7 (no `entries-added` in XINFO STREAM).
 UNTRIMMED_MAX_LEN = 50_000_000
 
-_PR_SET_PDEATHSIG = 1
 _VERSION = re.compile(rb"v=(\d+)\.(\d+)\.(\d+)")
 
 

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-UINT64_MAX = 2**64 - 1
-_ENTRY_ID = re.compile(r"([0-9]+)(?:-([0-9]+))?", re.ASCII)
+from engine._core import entry_id_form
+
 # '+' separates per-stream ids; a '+' left unencoded in a query string arrives as ' '.
 _SEPARATOR = re.compile(r"[+ ]")
 
@@ -30,24 +30,20 @@ class Cursor:
     def as_tuple(self) -> tuple[CursorKind, int, int]:
         return (self.kind, self.ms, self.seq)
 
-    @property
-    def after(self) -> str:
-        """The exclusive XRANGE start after this id."""
-        return f"({self.ms}-{self.seq}"
-
 
 def parse_cursor(text: str) -> Cursor:
     if text == "*":
         return Cursor("newest")
     if text == "$":
         return Cursor("now")
-    match = _ENTRY_ID.fullmatch(text)
-    if match is None:
+    try:
+        form, ms, seq = entry_id_form(text)
+    except OverflowError:
+        raise BadCursor(f"last_entry_id {text!r} is out of range") from None
+    except ValueError:
+        form = ""
+    if form not in ("ms", "ms-seq"):
         raise BadCursor(f"last_entry_id {text!r} is not '*', '$', '0' or an entry id '<ms>-<seq>'")
-    ms = int(match.group(1))
-    seq = int(match.group(2) or 0)
-    if ms > UINT64_MAX or seq > UINT64_MAX:
-        raise BadCursor(f"last_entry_id {text!r} is out of range")
     return Cursor("id", ms, seq)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from picows import WSAutoPingStrategy, WSCloseCode
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
@@ -20,6 +20,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from engine.ws.router import WebSocketRouter
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
 # A request head larger than this is refused (431), as uvicorn and picows do.
 MAX_HEAD_BYTES = 16 * 1024
@@ -151,9 +154,10 @@ class FrontProtocol(asyncio.Protocol):
             # buffer whenever a read fills it, and with the kernel's autotuning
             # a flooding producer grew it past 100 MB of engine RSS.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WS_SOCKET_RECEIVE_BUFFER_BYTES)
-        router: WebSocketRouter = self.app_state["ws_router"]
+        # engine.asgi puts the runtime into the lifespan state uvicorn hands every connection.
+        runtime: Runtime = self.app_state["runtime"]
         protocol = TrackedWSProtocol(
-            router, router.runtime.config.max_message_size, self.server_state.connections
+            runtime.ws_router, runtime.config.max_message_size, self.server_state.connections
         )
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)

@@ -6,9 +6,7 @@ from urllib.parse import unquote_to_bytes
 
 from engine._core import InvalidStreamId, check_stream_id
 
-META_PREFIX = "XMETA:"
-
-__all__ = ["META_PREFIX", "InvalidStreamId", "check_stream_id", "meta_key", "split_stream_ids"]
+__all__ = ["InvalidStreamId", "check_stream_id", "split_stream_ids"]
 
 
 def split_stream_ids(segment: str | bytes) -> list[str]:
@@ -31,7 +29,3 @@ def split_stream_ids(segment: str | bytes) -> list[str]:
     if len(set(sids)) != len(sids):
         raise InvalidStreamId(f"stream ids in {text!r} repeat")
     return sids
-
-
-def meta_key(sid: str) -> str:
-    return META_PREFIX + sid

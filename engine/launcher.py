@@ -3,7 +3,6 @@ need a real server on a free port (it dies with its parent)."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -16,19 +15,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
-
+from engine.process import die_with_parent
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Between fork and exec: SIGTERM when the parent dies, however it dies.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 @dataclass
@@ -88,7 +80,7 @@ class EngineProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent,
             )
         if wait:
             self.wait_ready(timeout)

@@ -11,34 +11,16 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from engine.ids import META_PREFIX
+from engine.meta import META_PREFIX, max_len_of, parse_meta
 
 log = logging.getLogger("engine.maxlen")
 
 REFRESH_SECONDS = 5.0
 # Streams whose max_len a process keeps (a '*' producer may name any number).
 MAX_STREAMS_CACHED = 10_000
-
-
-def max_len_of(meta: Any, default: int) -> int:
-    """``max_len`` of a metadata object when it is a positive integer, else ``default``."""
-    value = meta.get("max_len") if isinstance(meta, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return default
-
-
-def _parse(raw: bytes | None, default: int) -> int:
-    if raw is None:
-        return default
-    try:
-        return max_len_of(orjson.loads(raw), default)
-    except orjson.JSONDecodeError:
-        return default
 
 
 class MaxLenCache:
@@ -56,7 +38,7 @@ class MaxLenCache:
                 pipe.get(META_PREFIX.encode() + key)
             raws = await pipe.execute()
         for key, raw in zip(keys, raws, strict=True):
-            self.values[key] = _parse(raw, self.default)
+            self.values[key] = max_len_of(None if raw is None else parse_meta(raw), self.default)
         while len(self.values) > MAX_STREAMS_CACHED:
             # Forget the oldest: it is read again from Redis on its next push.
             self.values.pop(next(iter(self.values)))

@@ -1,20 +1,25 @@
-"""What one engine process holds while it serves: connections, catalog, token signer."""
+"""What one engine process holds while it serves: its Redis connections, the
+shard map, the pull hub, the metadata cache, counters, tokens and the
+WebSocket router. The engine opens and closes it (engine.asgi); the HTTP app
+is handed one (api.app.create_app)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from engine._core import Counters, RedisPipe, Shards, StreamReader
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
 from engine.maxlen import MaxLenCache
 from engine.redis.connect import control_client
-from engine.redis.ingest import IngestLink
-from engine.redis.reads import ReadLink
+from engine.redis.link import RedisAddress, RedisLink
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
 from engine.ws.hub import PullHub
+from engine.ws.router import WebSocketRouter
 
 
 @dataclass
@@ -23,37 +28,57 @@ class Runtime:
     process (or host) in front of the same Redis serves any request."""
 
     config: Config
-    redis_url: str
-    redis: Redis
+    control: Redis  # redis-py, for metadata and info
     catalog: StreamCatalog
     signer: TokenSigner
     users: UsersFile
-    ingest: IngestLink
+    counters: Counters
+    shards: Shards  # which ingest and read connection serves a key
+    links: list[RedisLink[RedisPipe] | RedisLink[StreamReader]]
     maxlens: MaxLenCache
-    reads: ReadLink
     pulls: PullHub
+    ws_router: WebSocketRouter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ws_router = WebSocketRouter(self)
 
     @classmethod
-    async def open(cls, config: Config, redis_url: str) -> Runtime:
-        redis = control_client(redis_url)
-        secret = config.secret or load_or_create_secret(config.data_dir)
-        ingest = IngestLink(redis_url)
-        await ingest.connect()
-        reads = ReadLink(redis_url)
-        await reads.connect()
-        maxlens = MaxLenCache(redis, config.max_len)
+    async def open(cls, config: Config) -> Runtime:
+        """Connect to Redis (``config.redis_url``) and build everything a process serves with."""
+        if not config.redis_url:
+            raise ValueError("the engine needs a Redis URL (PTG_REDIS_URL)")
+        address = RedisAddress(config.redis_url)
+        counters = Counters()
+        shards = Shards()
+        # One node for now: the Redis Cluster support adds a link pair per master.
+        ingest = functools.partial(RedisPipe, counters)
+        reads = functools.partial(StreamReader, counters)
+        links: list[RedisLink[RedisPipe] | RedisLink[StreamReader]] = [
+            RedisLink(address, ingest, "ingest", functools.partial(shards.set_pipe, 0), counters=counters),
+            RedisLink(address, reads, "read", functools.partial(shards.set_reader, 0), counters=counters),
+        ]
+        control = control_client(config.redis_url)
+        try:
+            for link in links:
+                await link.connect()
+        except BaseException:
+            for link in links:
+                link.close()
+            await control.aclose()
+            raise
+        maxlens = MaxLenCache(control, config.max_len)
         maxlens.start()
         return cls(
             config=config,
-            redis_url=redis_url,
-            redis=redis,
-            catalog=StreamCatalog(redis),
-            signer=TokenSigner(secret, config.token_lifetime),
+            control=control,
+            catalog=StreamCatalog(control),
+            signer=TokenSigner(config.secret or load_or_create_secret(config.data_dir), config.token_lifetime),
             users=UsersFile(config.data_dir),
-            ingest=ingest,
+            counters=counters,
+            shards=shards,
+            links=links,
             maxlens=maxlens,
-            reads=reads,
-            pulls=PullHub(redis_url),
+            pulls=PullHub(address, counters),
         )
 
     def login_ok(self, user: str, password: str) -> bool:
@@ -64,6 +89,8 @@ class Runtime:
     async def close(self) -> None:
         await self.maxlens.stop()
         await self.pulls.close()
-        await self.reads.close()
-        await self.ingest.close()
-        await self.redis.aclose()
+        for link in self.links:
+            link.close()
+        for link in self.links:
+            await link.wait_closed()
+        await self.control.aclose()

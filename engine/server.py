@@ -11,6 +11,7 @@ from types import FrameType
 
 import uvicorn
 
+from engine.asgi import EngineApp
 from engine.auth import load_or_create_secret
 from engine.config import OPTIONS, Config
 from engine.front import FrontProtocol
@@ -26,12 +27,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 
 def uvicorn_config(config: Config) -> uvicorn.Config:
     """uvicorn settings for the engine: the front protocol, uvloop, no uvicorn WebSockets."""
-    from api.app import create_app
-
     many = config.workers > 1
     return uvicorn.Config(
         # Worker processes are spawned, so they build the app from PTG_* variables.
-        "api.app:create_app" if many else create_app(config),
+        "engine.asgi:worker_app" if many else EngineApp(config),
         factory=many,
         host=config.host,
         port=config.port,

@@ -13,12 +13,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError, WatchError
 
-from engine.ids import META_PREFIX, meta_key
+from engine._core import parse_entry_id
+from engine.meta import META_PREFIX, meta_key, parse_meta
 
 
 def id_time(entry_id: str) -> str:
     """ISO 8601 time (UTC, milliseconds) of a Redis entry id ``<ms>-<seq>``."""
-    millis = int(entry_id.split("-", 1)[0])
+    millis, _ = parse_entry_id(entry_id)
     moment = datetime.datetime.fromtimestamp(millis / 1000, tz=datetime.UTC)
     return moment.isoformat(timespec="milliseconds")
 
@@ -48,7 +49,7 @@ class StreamCatalog:
 
     async def meta(self, sid: str) -> dict[str, Any] | None:
         raw = await self.redis.get(meta_key(sid))
-        return None if raw is None else _as_object(raw)
+        return None if raw is None else parse_meta(raw)
 
     async def info(self, sid: str) -> dict[str, Any]:
         """Info object: sid, meta, XINFO STREAM fields with entries as ids, and their times."""
@@ -78,7 +79,7 @@ class StreamCatalog:
                 try:
                     await pipe.watch(key)
                     stored = None if override else await pipe.get(key)
-                    merged = {} if stored is None else _as_object(stored)
+                    merged = {} if stored is None else parse_meta(stored)
                     merged.update(update)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(key, orjson.dumps(merged))
@@ -95,12 +96,3 @@ class StreamCatalog:
             removed += await self.redis.delete(sid)
             removed += await self.redis.delete(meta_key(sid))
         return removed
-
-
-def _as_object(raw: bytes | str) -> dict[str, Any]:
-    # Metadata written by other tools may not be a JSON object; show it rather than fail.
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {"value": _text(raw)}
-    return value if isinstance(value, dict) else {"value": value}

@@ -58,9 +58,11 @@ def anon(engine: EngineProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def store(redis_url: str) -> redis.Redis:
+def store(redis_url: str) -> Iterator[redis.Redis]:
     """A plain client of the session's Redis, to check what the engine stored."""
-    return redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session", params=["uvloop", "asyncio"])

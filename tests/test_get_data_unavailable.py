@@ -1,6 +1,6 @@
 """GET /data/{sid} while the read connection to Redis is down: 503 with a JSON
-detail, whatever the query. In-process: the real handler and error handlers in a
-small Starlette app whose runtime is a stand-in (no Redis at all)."""
+detail, whatever the query. In-process: the real HTTP app, whose runtime is a
+stand-in (no Redis at all)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Route
 
-from api.data import read_entries
-from api.errors import EXCEPTION_HANDLERS
-from engine._core import StreamReader
+from api.app import create_app
+from engine._core import Shards, StreamReader
 
 
 class Signer:
@@ -27,18 +24,11 @@ class Signer:
 async def down(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
     # ReadLink holds None while Redis is down; a reader that lost its connection
     # may still be held for a moment.
-    reader = None if request.param == "no reader" else StreamReader()
-    runtime = SimpleNamespace(signer=Signer(), reads=SimpleNamespace(reader=reader))
-    app = Starlette(
-        routes=[Route("/data/{sid:path}", read_entries, methods=["GET"])],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-    )
-
-    async def with_runtime(scope: Any, receive: Any, send: Any) -> None:
-        scope["state"] = {"engine": runtime}  # what the app's lifespan provides
-        await app(scope, receive, send)
-
-    transport = httpx.ASGITransport(app=with_runtime)
+    shards = Shards()
+    if request.param == "disconnected reader":
+        shards.set_reader(0, StreamReader())
+    runtime: Any = SimpleNamespace(signer=Signer(), shards=shards)
+    transport = httpx.ASGITransport(app=create_app(runtime))
     headers = {"Authorization": "Bearer t"}
     async with httpx.AsyncClient(transport=transport, base_url="http://engine", headers=headers) as client:
         yield client

@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
-import pytest
 import redis
 import websockets
 
+from engine._core import feed_state
+from tests.inprocess import pull_server, run
 from tests.pulling import collect
-from tests.test_pull_faults import fault_server
-from tests.test_pull_loops import run
 
 ENTRY = 100_000  # ~10 per MiB
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def test_large_entries_are_read_about_a_mebibyte_at_a_time(redis_url: str, store: redis.Redis) -> None:
@@ -34,27 +25,26 @@ def test_large_entries_are_read_about_a_mebibyte_at_a_time(redis_url: str, store
     ids = [entry_id.decode() for entry_id in pipe.execute()]
 
     async def main() -> None:
-        runtime, server, port = await fault_server(redis_url)
+        served = await pull_server(redis_url)
+        runtime = served.runtime
         try:
-            url = f"ws://127.0.0.1:{port}/data/{sid}/pull?last_entry_id=0&count=1000"
+            url = f"ws://127.0.0.1:{served.port}/data/{sid}/pull?last_entry_id=0&count=1000"
             async with websockets.connect(url, max_size=2**26) as ws:
                 got = await collect(ws, 30)
                 assert [e[1] for e in got] == ids
                 (feed,) = runtime.pulls.feeds.values()
-                (session,) = feed.sessions
-                # 3 MB from Redis in reads of 10 entries, not one XRANGE COUNT 1000.
-                assert session.redis_reads >= 3
-                assert feed.next_read_count == (1024 * 1024) // ENTRY
+                # 3 MB from Redis in reads of 10 entries, not one XRANGE COUNT 1000
+                # (the only socket of this runtime).
+                assert runtime.counters.pull_catch_up_reads >= 3
+                assert feed_state(feed)["next_read_count"] == (1024 * 1024) // ENTRY
                 # Small entries: the feed reads up to its entry limit again.
                 pipe = store.pipeline(transaction=False)
                 for _ in range(2000):
                     pipe.xadd(sid, {"d": b"s"})
                 pipe.execute()
                 await collect(ws, 2000)
-                assert feed.next_read_count == feed.read_count == 512
+                assert feed_state(feed)["next_read_count"] == feed.read_count == 512
         finally:
-            server.close()
-            await runtime.pulls.close()
-            await runtime.reads.close()
+            await served.close()
 
     run("uvloop", lambda: asyncio.wait_for(main(), 30))

@@ -8,31 +8,18 @@ import asyncio
 import ssl
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qsl
 
 import pytest
 import redis
-import uvloop
 import websockets
-from picows import WSUpgradeRequest, ws_create_server
 
-from engine._core import RedisUnavailable, StreamKey
+from engine._core import RedisUnavailable, StreamKey, StreamReader, feed_state
 from engine.redis.link import RedisAddress
-from engine.redis.reads import ReadLink
-from engine.ws.hub import PullHub
-from engine.ws.pull import pull_endpoint
+from tests.inprocess import LOOPS, pull_server, run
 from tests.pulling import collect, step
-
-LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-
-
-def run(loop: str, main: Callable[[], Awaitable[None]]) -> None:
-    with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
-        runner.run(main())  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -47,27 +34,6 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-async def pull_server(redis_url: str, tls: ssl.SSLContext | None) -> tuple[Any, Any, int]:
-    reads = ReadLink(redis_url)
-    await reads.connect()
-    runtime = SimpleNamespace(reads=reads, pulls=PullHub(redis_url, linger=0.1))
-
-    def route(request: WSUpgradeRequest) -> Any:
-        path, _, query = request.path.decode().partition("?")
-        sids = path.split("/")[2].split("+")
-        return pull_endpoint(runtime, sids, dict(parse_qsl(query)), "test")  # type: ignore[arg-type]
-
-    server = await ws_create_server(route, "127.0.0.1", 0, ssl=tls)
-    return runtime, server, server.sockets[0].getsockname()[1]
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
@@ -85,7 +51,8 @@ def test_pull_on_each_loop(
             server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             server_tls.load_cert_chain(*certificate)
             client_tls = ssl.create_default_context(cafile=str(certificate[0]))
-        runtime, server, port = await pull_server(redis_url, server_tls)
+        served = await pull_server(redis_url, server_tls)
+        port = served.port
         scheme = "wss" if tls else "ws"
         try:
             async with websockets.connect(
@@ -103,9 +70,7 @@ def test_pull_on_each_loop(
             ) as ws:
                 assert [e[1] for e in await step(ws)] == [ids[-1], new]
         finally:
-            server.close()
-            await runtime.pulls.close()
-            await runtime.reads.close()
+            await served.close()
 
     run(loop, main)
 
@@ -147,8 +112,6 @@ def test_stream_reader_replies_and_a_lost_connection(loop: str, redis_url: str, 
 
 
 def _reader(on_lost: Callable[[str], None]) -> Any:
-    from engine._core import StreamReader
-
     return StreamReader(on_lost=on_lost)
 
 
@@ -156,23 +119,23 @@ def test_sockets_that_leave_leave_no_trace(redis_url: str) -> None:
     sid = f"leave-{uuid.uuid4().hex[:8]}"
 
     async def main() -> None:
-        runtime, server, port = await pull_server(redis_url, None)
+        served = await pull_server(redis_url, None)
+        runtime = served.runtime
         try:
-            sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/data/{sid}/pull") for _ in range(20)]
+            url = f"ws://127.0.0.1:{served.port}/data/{sid}/pull"
+            sockets = [await websockets.connect(url) for _ in range(20)]
             await asyncio.sleep(0.2)
             (feed,) = runtime.pulls.feeds.values()
-            assert feed.waiting_sessions == 20 and len(feed.sessions) == 20
+            assert feed_state(feed)["waiting"] == 20 and feed_state(feed)["followers"] == 20
             for ws in sockets[:15]:
                 await ws.close()
             await asyncio.sleep(0.1)
-            assert feed.waiting_sessions == 5 and len(feed.sessions) == 5
+            assert feed_state(feed)["waiting"] == 5 and feed_state(feed)["followers"] == 5
             for ws in sockets[15:]:
                 await ws.close()
             await asyncio.sleep(0.3)  # past the hub's linger (0.1 s here)
             assert runtime.pulls.feeds == {} and feed.closed
         finally:
-            server.close()
-            await runtime.pulls.close()
-            await runtime.reads.close()
+            await served.close()
 
     run("uvloop", main)

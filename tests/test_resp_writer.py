@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine._core import RespWriter
+from tests.rawredis import redis_socket
 
 THRESHOLD = 16 * 1024
 
@@ -238,17 +239,6 @@ def test_round_trip_through_hiredis(ops: list[Xadd | Command], threshold: int, i
         assert isinstance(chunk, bytes | memoryview)
         # Anything not copied is a payload at or above the threshold.
         assert isinstance(chunk, bytes) or len(chunk) >= threshold
-
-
-def redis_socket(url: str) -> socket.socket:
-    parsed = urlparse(url)
-    if parsed.scheme == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(parsed.path)
-    else:
-        sock = socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379))
-    sock.settimeout(10)
-    return sock
 
 
 def exchange(sock: socket.socket, writer: RespWriter) -> list[object]:

@@ -1,4 +1,4 @@
-"""StreamReplyParser: stream replies fed whole, one byte at a time and in random
+"""ReplyFeeder: stream replies fed whole, one byte at a time and in random
 pieces (hypothesis); entries as ready WebSocket frames; join_entries; and real
 replies from a real Redis."""
 
@@ -12,8 +12,8 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine._core import RedisProtocolError, StreamKey, StreamReplyParser, join_entries
-from tests.test_resp_writer import redis_socket
+from engine._core import RedisProtocolError, StreamKey, ReplyFeeder, join_entries
+from tests.rawredis import redis_socket
 
 
 def bulk(data: bytes) -> bytes:
@@ -58,7 +58,7 @@ XREAD = resp_xread(
 REPLIES = XREAD + b"+OK\r\n*0\r\n*-1\r\n-WRONGTYPE not a stream\r\n:42\r\n$3\r\nabc\r\n$-1\r\n"
 
 
-def expect_all(parser: StreamReplyParser) -> None:
+def expect_all(parser: ReplyFeeder) -> None:
     parser.expect("xread", [CAM, IMU])
     parser.expect("simple")
     parser.expect("range", [CAM])
@@ -84,7 +84,7 @@ def check_all(replies: list[object]) -> None:
 
 
 def feed_in_pieces(data: bytes, cuts: list[int]) -> list[object]:
-    parser = StreamReplyParser()
+    parser = ReplyFeeder()
     expect_all(parser)
     replies: list[object] = []
     start = 0
@@ -133,7 +133,7 @@ def test_non_ascii_and_long_stream_ids_are_escaped_in_frames() -> None:
 
 
 def feed_in_pieces_single(data: bytes, key: StreamKey) -> list:  # type: ignore[type-arg]
-    parser = StreamReplyParser()
+    parser = ReplyFeeder()
     parser.expect("range", [key])
     (reply,) = parser.feed(data)
     assert isinstance(reply, list)
@@ -168,14 +168,14 @@ def test_join_entries_body_and_ascii_offsets() -> None:
     ],
 )
 def test_garbage_is_a_protocol_error(data: bytes) -> None:
-    parser = StreamReplyParser()
+    parser = ReplyFeeder()
     parser.expect("xread", [CAM])
     with pytest.raises(RedisProtocolError):
         parser.feed(data)
 
 
 def test_a_reply_nobody_asked_for_is_a_protocol_error() -> None:
-    parser = StreamReplyParser()
+    parser = ReplyFeeder()
     parser.expect("simple")
     with pytest.raises(RedisProtocolError):
         parser.feed(b"+OK\r\n+OK\r\n")
@@ -205,7 +205,7 @@ def test_real_redis_replies(redis_url: str) -> None:
         ((b"XRANGE", key.key, b"-", b"+"), "range"),
         ((b"XREAD", b"STREAMS", key.key, b"0"), "xread"),
     ):
-        parser = StreamReplyParser()
+        parser = ReplyFeeder()
         parser.expect(shape, [key])
         data = raw_command(redis_url, *command)
         for piece in (data[:1000], data[1000:1001], data[1001:]):

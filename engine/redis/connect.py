@@ -8,6 +8,8 @@ import time
 import redis
 from redis.asyncio import Redis
 
+from engine.redis.link import Backoff, describe
+
 log = logging.getLogger("engine.redis")
 
 
@@ -16,20 +18,12 @@ def control_client(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
 
 
-def describe(url: str) -> str:
-    """The URL without its password, for log lines."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
-
-
-def wait_until_reachable(url: str, first_delay: float = 0.1, max_delay: float = 5.0) -> None:
-    """PING until Redis answers: one log line per failed try, doubling the delay.
+def wait_until_reachable(url: str, backoff: Backoff | None = None) -> None:
+    """PING until Redis answers: one log line per failed try, waiting as ``backoff`` says.
 
     Runs before the server starts (blocking, so SIGINT/SIGTERM end it at once).
     """
-    delay = first_delay
+    waits = (backoff or Backoff()).waits()
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     try:
         while True:
@@ -37,13 +31,13 @@ def wait_until_reachable(url: str, first_delay: float = 0.1, max_delay: float = 
                 client.ping()
                 return
             except (redis.RedisError, OSError) as error:
+                wait = next(waits)
                 log.warning(
                     "Redis at %s is not reachable (%s); retrying in %.1f s",
                     describe(url),
                     error or type(error).__name__,
-                    delay,
+                    wait,
                 )
-            time.sleep(delay)
-            delay = min(delay * 2, max_delay)
+            time.sleep(wait)
     finally:
         client.close()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import importlib.util
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,9 +15,10 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from engine.process import die_with_parent
+
 log = logging.getLogger("engine.redis")
 
-_PR_SET_PDEATHSIG = 1
 # sun_path holds 108 bytes on Linux; keep a margin for the terminating NUL.
 _MAX_UNIX_PATH = 100
 
@@ -57,11 +56,9 @@ def find_redis_server() -> str:
     )
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: the kernel sends SIGTERM to
-    # redis-server when the engine dies for any reason, SIGKILL included.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _own_group_dying_with_parent() -> None:
+    # Runs in the child between fork and exec: redis-server dies with the engine.
+    die_with_parent()
     # Ctrl-C in a terminal goes to the whole process group; the engine
     # decides when its Redis stops (after the last write is acknowledged).
     os.setpgrp()
@@ -130,7 +127,7 @@ class EmbeddedRedis:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_own_group_dying_with_parent,
                 close_fds=True,
             )
         except OSError as error:

@@ -1,131 +1,200 @@
-"""A connection to Redis held by the process and reconnected with backoff while it is down."""
+"""Connections to Redis held by the process: opened, published to whoever uses
+them, and reconnected with one backoff policy while Redis is down.
+
+Every connection of the engine (ingest and read connections, each pull feed's
+blocking reader) is a RedisLink; the per-reply work is engine._core's
+RedisConnection.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote, urlparse
 
 from hiredis import ReplyError
+from redis.asyncio.connection import SSLConnection
+from redis.connection import parse_url
 
-from engine.redis.connect import describe
+from engine._core import Counters, RedisConnection
 
 log = logging.getLogger("engine.redis")
 
-Connection = TypeVar("Connection")
-
-
-class RedisAddress:
-    """Where and how to connect, read from a redis://, rediss:// or unix:// URL."""
-
-    def __init__(self, url: str):
-        parsed = urlparse(url)
-        if parsed.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
-        self.url = url
-        self.unix_path = unquote(parsed.path) if parsed.scheme == "unix" else None
-        self.host = parsed.hostname or "localhost"
-        self.port = parsed.port or 6379
-        self.tls = parsed.scheme == "rediss"
-        self.username = unquote(parsed.username) if parsed.username else None
-        self.password = unquote(parsed.password) if parsed.password else None
-        query = dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part)
-        database = query.get("db") or (parsed.path.strip("/") if parsed.scheme != "unix" else "")
-        self.database = int(database or 0)
-
-    async def open(self, protocol_factory: Any) -> Any:
-        """Connect ``protocol_factory()`` (a protocol with an awaitable ``call``), log
-        in, select the database and PING: a connection that opens is not yet a
-        Redis that answers. A connection that fails on the way is closed."""
-        loop = asyncio.get_running_loop()
-        if self.unix_path is not None:
-            _, protocol = await loop.create_unix_connection(protocol_factory, self.unix_path)
-        else:
-            context = ssl.create_default_context() if self.tls else None
-            _, protocol = await loop.create_connection(protocol_factory, self.host, self.port, ssl=context)
-        try:
-            if self.password is not None:
-                credentials = [self.username, self.password]
-                await protocol.call("AUTH", *[part for part in credentials if part is not None])
-            if self.database:
-                await protocol.call("SELECT", self.database)
-            await protocol.call("PING")
-        except BaseException:
-            protocol.close()
-            raise
-        return protocol
-
+Connection = TypeVar("Connection", bound=RedisConnection)
 
 # What a failed attempt to connect raises (RedisUnavailable is a ConnectionError).
 CONNECT_ERRORS = (OSError, TimeoutError, ReplyError)
+CONNECT_SECONDS = 5.0
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for log lines."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest
+
+
+class RedisAddress:
+    """Where and how to connect: a redis://, rediss:// or unix:// URL read by
+    redis-py's own parser, so its TLS options (``ssl_cert_reqs``,
+    ``ssl_ca_certs``, ``ssl_certfile``, ...) mean what they mean there."""
+
+    def __init__(self, url: str):
+        options = parse_url(url)
+        self.url = url
+        self.unix_path: str | None = options.get("path")
+        self.host: str = options.get("host", "localhost")
+        self.port: int = options.get("port", 6379)
+        self.username: str | None = options.get("username")
+        self.password: str | None = options.get("password")
+        self.database: int = options.get("db", 0)
+        self.tls: ssl.SSLContext | None = None
+        if url.startswith("rediss://"):
+            tls_options = {name: value for name, value in options.items() if name.startswith("ssl_")}
+            self.tls = SSLConnection(**tls_options).ssl_context.get()
+
+    async def open(self, factory: Callable[[], Connection]) -> Connection:
+        """Connect ``factory()``, log in, select the database and PING: a connection
+        that opens is not yet a Redis that answers. One that fails on the way is closed."""
+        loop = asyncio.get_running_loop()
+        if self.unix_path is not None:
+            _, connection = await loop.create_unix_connection(factory, self.unix_path)
+        else:
+            _, connection = await loop.create_connection(factory, self.host, self.port, ssl=self.tls)
+        try:
+            if self.password is not None:
+                credentials = [self.username, self.password]
+                await connection.call("AUTH", *[part for part in credentials if part is not None])
+            if self.database:
+                await connection.call("SELECT", self.database)
+            await connection.call("PING")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits between attempts to reach Redis: doubling from ``first`` up to ``most``
+    seconds, each drawn from the upper half of its step so that many engines
+    (or feeds) that lost Redis together do not retry in step."""
+
+    first: float = 0.1
+    most: float = 5.0
+
+    def waits(self) -> Iterator[float]:
+        step = self.first
+        while True:
+            yield random.uniform(step / 2, step)
+            step = min(step * 2, self.most)
+
+
+class GiveUp(Exception):
+    """Raised by a link's ``prepare``: this connection's user is gone; stop reconnecting."""
 
 
 class RedisLink(Generic[Connection]):
-    """Holds ``connection`` while Redis is connected (None otherwise) and reconnects it.
+    """One connection to one Redis node: held while it is up and published to
+    ``publish`` (None while it is down), reconnected with ``backoff`` after it
+    was lost. ``prepare``, if given, runs on every new connection before it is
+    published (a pull feed reads where its streams stand)."""
 
-    Subclasses say which protocol to open (``_protocol``: it must have a
-    settable ``on_lost``) and may mirror ``connection`` under their own name
-    (``_hold``).
-    """
-
-    role = "a"
-
-    def __init__(self, url: str, first_delay: float = 0.1, max_delay: float = 5.0):
-        self.address = RedisAddress(url)
+    def __init__(
+        self,
+        address: RedisAddress,
+        factory: Callable[[], Connection],
+        role: str,
+        publish: Callable[[Connection | None], Any] | None = None,
+        prepare: Callable[[Connection], Awaitable[None]] | None = None,
+        backoff: Backoff | None = None,
+        counters: Counters | None = None,
+    ):
+        self.address = address
+        self.factory = factory
+        self.role = role
+        self.publish = publish
+        self.prepare = prepare
+        self.backoff = backoff or Backoff()
+        self.counters = counters
         self.connection: Connection | None = None
-        self.first_delay = first_delay
-        self.max_delay = max_delay
-        self._reconnecting: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    def _protocol(self) -> Connection:
-        raise NotImplementedError
-
-    def _hold(self, connection: Connection | None) -> None:
-        self.connection = connection
-
-    async def connect(self, timeout: float = 5.0) -> None:
+    async def connect(self, timeout: float = CONNECT_SECONDS) -> None:
+        """Connect once; raises what the attempt raised (CONNECT_ERRORS, GiveUp)."""
         async with asyncio.timeout(timeout):
-            connection = await self.address.open(self._protocol)
+            connection = await self.address.open(self.factory)
+            try:
+                if self.prepare is not None:
+                    await self.prepare(connection)
+            except BaseException:
+                connection.close()
+                raise
         # on_lost is set once the connection is proven: a failed attempt is
         # reported by the exception, not as a lost connection.
         connection.on_lost = self._lost
         self._hold(connection)
+
+    def start(self) -> None:
+        """Connect in the background, retrying until it works."""
+        self._task = asyncio.get_running_loop().create_task(self._reconnect(wait_first=False))
+
+    def _hold(self, connection: Connection | None) -> None:
+        self.connection = connection
+        if self.publish is not None:
+            self.publish(connection)
 
     def _lost(self, reason: str) -> None:
         self._hold(None)
         if self._closed:
             return
         log.warning("%s connection to Redis lost (%s); reconnecting", self.role, reason)
-        if self._reconnecting is None or self._reconnecting.done():
-            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._reconnect(wait_first=True))
 
-    async def _reconnect(self) -> None:
-        delay = self.first_delay
+    async def _reconnect(self, wait_first: bool) -> None:
+        waits = self.backoff.waits()
+        wait = next(waits)
+        if wait_first:
+            await asyncio.sleep(wait)
         while not self._closed:
-            await asyncio.sleep(delay)
             try:
                 await self.connect()
+            except GiveUp:
+                return
             except CONNECT_ERRORS as error:
-                delay = min(delay * 2, self.max_delay)
+                wait = next(waits)
                 log.warning(
                     "Redis at %s is not reachable for %s (%s); retrying in %.1f s",
                     describe(self.address.url),
                     self.role,
                     error,
-                    delay,
+                    wait,
                 )
+                await asyncio.sleep(wait)
                 continue
-            log.info("%s connection to Redis restored", self.role)
+            if wait_first:
+                log.info("%s connection to Redis restored", self.role)
+                if self.counters is not None:
+                    self.counters.redis_reconnects += 1
             return
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Stop reconnecting and close the connection (``wait_closed`` to be sure it stopped)."""
         self._closed = True
-        if self._reconnecting is not None:
-            self._reconnecting.cancel()
+        if self._task is not None:
+            self._task.cancel()
         connection = self.connection
         if connection is not None:
-            connection.close()  # type: ignore[attr-defined]
+            connection.close()
             self._hold(None)
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from picows import WSCloseCode, WSListener, WSTransport
 
+from engine._core import Counters, close_reason
+
 
 class ClosingListener(WSListener):
     """Completes the handshake, then closes at once with a code and a reason.
@@ -12,10 +14,12 @@ class ClosingListener(WSListener):
     (a bad stream id: 1008).
     """
 
-    def __init__(self, code: WSCloseCode, reason: str):
+    def __init__(self, code: WSCloseCode, reason: str, counters: Counters):
         self.code = code
-        self.reason = reason.encode()[:123]  # a close frame's reason fits in 123 bytes
+        self.reason = close_reason(reason)
+        self.counters = counters
 
     def on_ws_connected(self, transport: WSTransport) -> None:
+        self.counters.record_close(self.code)
         transport.send_close(self.code, self.reason)
         transport.disconnect()

@@ -3,35 +3,43 @@ per-frame work is engine._core.PushSession)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from picows import WSListener
 from picows import WSUpgradeResponseWithListener as Answer
 
-from engine._core import BatchRoute, PushSession
-from engine.runtime import Runtime
+from engine._core import BatchRoute, PushOptions, PushSession
 from engine.ws.query import BadQuery, bad_request, flag
 
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 
-def push_endpoint(runtime: Runtime, sids: list[str], query: dict[str, str], user: str) -> WSListener | Answer:
-    try:
-        batch, ack = flag(query, "batch"), flag(query, "ack")
-        offsets = query.get("offsets", "auto") or "auto"
-        if offsets not in ("auto", "start", "end"):
-            raise BadQuery(f"offsets must be 'auto', 'start' or 'end', not {offsets!r}")
-    except BadQuery as error:
-        return bad_request(error)
+OFFSETS = ("auto", "start", "end")
+
+
+def push_options(sids: list[str], query: dict[str, str], max_message_size: int) -> PushOptions:
+    """A producer socket's settings from its path's stream ids and its query."""
+    offsets = query.get("offsets", "auto") or "auto"
+    if offsets not in OFFSETS:
+        raise BadQuery(f"offsets must be 'auto', 'start' or 'end', not {offsets!r}")
     if sids == ["*"]:
         route = BatchRoute("any")
     elif len(sids) > 1:
         route = BatchRoute("listed", sids)
     else:
         route = BatchRoute("single", sids)
-    return PushSession(
-        runtime.ingest,
-        runtime.maxlens.values,
-        runtime.maxlens.load,
+    return PushOptions(
         route,
-        batch,
-        ack,
-        offsets,
-        runtime.config.max_message_size,
+        batch=flag(query, "batch"),
+        ack=flag(query, "ack"),
+        offsets=offsets,
+        max_message_size=max_message_size,
     )
+
+
+def push_endpoint(runtime: Runtime, sids: list[str], query: dict[str, str], user: str) -> WSListener | Answer:
+    try:
+        options = push_options(sids, query, runtime.config.max_message_size)
+    except BadQuery as error:
+        return bad_request(error)
+    return PushSession(options, runtime.shards, runtime.maxlens, runtime.counters)

@@ -8,6 +8,7 @@ and no socket is opened.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl
@@ -18,13 +19,15 @@ from picows import WSUpgradeResponseWithListener as Answer
 
 from engine.auth import AuthError, find_token
 from engine.ids import InvalidStreamId, split_stream_ids
-from engine.runtime import Runtime
 from engine.ws.listeners import ClosingListener
 from engine.ws.pull import pull_endpoint
 from engine.ws.push import push_endpoint
 
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
+
 # (runtime, stream ids, query, user) -> listener; one per endpoint.
-EndpointFactory = Callable[[Runtime, list[str], dict[str, str], str], WSListener | Answer]
+EndpointFactory = Callable[["Runtime", list[str], dict[str, str], str], WSListener | Answer]
 
 ENDPOINTS: dict[str, EndpointFactory] = {"push": push_endpoint, "pull": pull_endpoint}
 
@@ -81,5 +84,5 @@ class WebSocketRouter:
         try:
             sids = split_stream_ids(parts[2].encode("latin-1"))
         except InvalidStreamId as error:
-            return ClosingListener(WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}")
+            return ClosingListener(WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}", self.runtime.counters)
         return self.endpoints[parts[3]](self.runtime, sids, query, user)

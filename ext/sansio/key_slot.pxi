@@ -1,13 +1,11 @@
 # Redis Cluster key slot: CRC16-CCITT (XMODEM) of the key, or of its hash
 # tag, modulo 16384 -- the same function Redis Cluster uses to place a key.
 #
-# Runs once per XADD when the engine talks to a cluster, so it is a nogil C
-# function over a 256-entry table (one lookup per byte).
-
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport uint8_t, uint16_t
-from libc.string cimport memchr
+# The shard map (io/shards.pxi) places a key with it once the engine runs in
+# front of several Redis nodes; a nogil C function over a 256-entry table
+# (one lookup per byte).
+#
+# Uses: common.pxi
 
 cdef enum:
     REDIS_CLUSTER_SLOTS = 16384

@@ -3,18 +3,14 @@
 # Storing an entry is `XADD <key> MAXLEN ~ <N> <id> d <payload>`. Framing
 # and small payloads are copied into one owned malloc'ed buffer; a payload
 # of at least `by_reference_threshold` bytes ends the current owned chunk
-# and is passed by reference as a chunk of its own. The Redis connection
-# writes the owned regions and the references with one writev straight from
-# these buffers (`write_to`), and copies only what the socket did not take
-# (`rest_after`); `take()` returns the same chunks as Python objects.
+# and is passed by reference as a chunk of its own. The writer describes
+# those buffers as iovecs (`fill_vectors`) for the connection's writev, and
+# copies only what the socket did not take (`rest_after`); `take()` returns
+# the same chunks as Python objects.
+#
+# Uses: common.pxi, sansio/decimal.pxi
 
-cimport cython
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.errno cimport EAGAIN, EINTR, errno
-from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
-from posix.uio cimport iovec, writev
+from posix.uio cimport iovec
 
 cdef Py_ssize_t RESP_DEFAULT_BY_REFERENCE_THRESHOLD = 16 * 1024
 cdef Py_ssize_t RESP_DEFAULT_CAPACITY = 64 * 1024
@@ -23,8 +19,6 @@ cdef Py_ssize_t RESP_DEFAULT_CAPACITY = 64 * 1024
 cdef Py_ssize_t RESP_KEPT_CAPACITY_LIMIT = 1024 * 1024
 # "$" + up to 20 digits + "\r\n": the framing before one bulk string.
 cdef Py_ssize_t RESP_MAX_BULK_HEADER = 23
-# Linux's IOV_MAX: buffers per writev call.
-cdef int RESP_IOV_MAX = 1024
 
 cdef const char* _XADD_HEAD = b"*8\r\n$4\r\nXADD\r\n"
 cdef Py_ssize_t _XADD_HEAD_LEN = 14
@@ -184,56 +178,35 @@ cdef class RespWriter:
             chunks.append(PyBytes_FromStringAndSize(self._buffer + start, self._length - start))
         return chunks
 
-    cdef Py_ssize_t write_to(self, int fd) except -1:
-        """writev everything framed to ``fd`` (non-blocking) straight from the
-        buffers; returns how many bytes the kernel took (0 when it would block).
-        Raises OSError for other errors."""
-        cdef Py_ssize_t count = 2 * len(self._refs) + 1
-        cdef iovec* vectors = <iovec*>malloc(<size_t>count * sizeof(iovec))
-        cdef Py_ssize_t n = 0, i, start = 0, cut, total = 0, block, wanted
-        cdef Py_ssize_t written
+    cdef inline Py_ssize_t vector_count(self) noexcept:
+        """How many iovecs ``fill_vectors`` needs at most."""
+        return 2 * len(self._refs) + 1
+
+    cdef Py_ssize_t fill_vectors(self, iovec* vectors) except -1:
+        """Describe everything framed, in order, as iovecs (``vector_count()`` of
+        room); return how many. They point into the writer's buffer and the
+        referenced payloads: valid until the next framing call or ``reset``."""
+        cdef Py_ssize_t n = 0, i, start = 0, cut
         cdef Py_buffer view
-        cdef list views = []
-        if vectors == NULL:
-            raise MemoryError()
-        try:
-            for i in range(len(self._refs)):
-                cut = self._cuts[i]
-                if cut > start:
-                    vectors[n].iov_base = self._buffer + start
-                    vectors[n].iov_len = <size_t>(cut - start)
-                    n += 1
-                ref = self._refs[i]
-                PyObject_GetBuffer(ref, &view, PyBUF_SIMPLE)
-                # The reference object keeps its memory alive; the view is
-                # released at once (nothing can resize these buffers meanwhile).
-                vectors[n].iov_base = view.buf
-                vectors[n].iov_len = <size_t>view.len
-                PyBuffer_Release(&view)
-                n += 1
-                start = cut
-            if self._length > start:
+        for i in range(len(self._refs)):
+            cut = self._cuts[i]
+            if cut > start:
                 vectors[n].iov_base = self._buffer + start
-                vectors[n].iov_len = <size_t>(self._length - start)
+                vectors[n].iov_len = <size_t>(cut - start)
                 n += 1
-            i = 0
-            while i < n:
-                block = min(n - i, RESP_IOV_MAX)
-                wanted = 0
-                for cut in range(i, i + block):
-                    wanted += <Py_ssize_t>vectors[cut].iov_len
-                written = writev(fd, vectors + i, <int>block)
-                if written < 0:
-                    if errno == EAGAIN or errno == EINTR:  # EWOULDBLOCK == EAGAIN on Linux
-                        return total
-                    raise OSError(errno, "writev to Redis failed")
-                total += written
-                if written < wanted:
-                    return total
-                i += block
-            return total
-        finally:
-            free(vectors)
+            PyObject_GetBuffer(self._refs[i], &view, PyBUF_SIMPLE)
+            # The reference object keeps its memory alive; the view is
+            # released at once (nothing can resize these buffers meanwhile).
+            vectors[n].iov_base = view.buf
+            vectors[n].iov_len = <size_t>view.len
+            PyBuffer_Release(&view)
+            n += 1
+            start = cut
+        if self._length > start:
+            vectors[n].iov_base = self._buffer + start
+            vectors[n].iov_len = <size_t>(self._length - start)
+            n += 1
+        return n
 
     cdef bytes rest_after(self, Py_ssize_t skip):
         """The framed bytes after the first ``skip``, as one owned bytes object."""

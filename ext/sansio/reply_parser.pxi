@@ -1,27 +1,13 @@
-# Replies of Redis stream reads (XREAD, XRANGE, XREVRANGE), parsed straight
-# into StreamEntry objects that are ready WebSocket frames (sans-I/O).
+# Replies of the read connection, parsed in place (sans-I/O): stream reads
+# (XREAD, XRANGE, XREVRANGE) straight into StreamEntry objects, and simple
+# replies (status, error, integer, bulk string) into Python objects.
 #
-# A StreamEntry's `wire` bytes hold, back to back: the text frame of a
-# one-entry step header `[["sid","id",0]]`, the binary frame header, then
-# the payload. The payload is copied once, from the read buffer into
-# `wire`; when it spans reads, the rest is read by the kernel straight into
-# `wire` (get_buffer hands out that region). Every pull socket then sends
-# slices of the same immutable object: no copy per socket.
+# Uses: common.pxi, sansio/decimal.pxi, sansio/entry_id.pxi, sansio/stream_entry.pxi
 
 from cpython.buffer cimport PyBUF_WRITE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcmp, memcpy, memmove
-
-import json as _json
 
 cdef enum:
-    WS_FIN_TEXT = 0x81
-    WS_FIN_BINARY = 0x82
-    WS_MAX_FRAME_HEADER = 10
     # Room for a RESP line "$<digits>\r\n" or "*<digits>\r\n" of a sane size.
     RESP_MAX_LINE = 64
     # A read smaller than this would cost a syscall for little data.
@@ -37,7 +23,7 @@ cdef enum ReplyShape:
     SHAPE_XREAD = 1     # null, or [[key, [[id, [field, value, ...]], ...]], ...]
     SHAPE_RANGE = 2     # [[id, [field, value, ...]], ...] of one known key
 
-cdef dict _SHAPES = {"simple": SHAPE_SIMPLE, "xread": SHAPE_XREAD, "range": SHAPE_RANGE}
+cdef dict REPLY_SHAPES = {"simple": SHAPE_SIMPLE, "xread": SHAPE_XREAD, "range": SHAPE_RANGE}
 
 cdef enum ParseState:
     P_IDLE = 0          # no reply expected yet
@@ -66,197 +52,6 @@ cdef enum ParseStatus:
 
 class RedisProtocolError(ConnectionError):
     """Redis sent bytes that are not the reply expected: the connection is unusable."""
-
-
-cdef inline Py_ssize_t ws_header_size(Py_ssize_t size) noexcept nogil:
-    if size < 126:
-        return 2
-    if size < 65536:
-        return 4
-    return 10
-
-
-cdef inline char* write_ws_header(char* out, unsigned char first, Py_ssize_t size) noexcept nogil:
-    """An unmasked server frame header (FIN and opcode in ``first``); returns its end."""
-    cdef int i
-    out[0] = <char>first
-    if size < 126:
-        out[1] = <char>size
-        return out + 2
-    if size < 65536:
-        out[1] = 126
-        out[2] = <char>((size >> 8) & 0xFF)
-        out[3] = <char>(size & 0xFF)
-        return out + 4
-    out[1] = 127
-    for i in range(8):
-        out[2 + i] = <char>((<uint64_t>size >> (56 - 8 * i)) & 0xFF)
-    return out + 10
-
-
-cdef inline bint id_less(uint64_t ams, uint64_t aseq, uint64_t bms, uint64_t bseq) noexcept nogil:
-    return ams < bms or (ams == bms and aseq < bseq)
-
-
-@cython.final
-cdef class StreamKey:
-    """A stream as the read path names it: its id, its Redis key (UTF-8) and its
-    id as a JSON string literal in ASCII (non-ASCII escaped), for step headers."""
-
-    cdef readonly str sid
-    cdef readonly bytes key
-    cdef readonly bytes json
-
-    def __init__(self, str sid):
-        self.sid = sid
-        self.key = sid.encode("utf-8")
-        self.json = _json.dumps(sid, ensure_ascii=True).encode("ascii")
-
-    def __repr__(self):
-        return f"StreamKey({self.sid!r})"
-
-
-@cython.final
-@cython.freelist(256)
-cdef class StreamEntry:
-    """One stream entry, laid out as the frames a pull socket sends (see the top)."""
-
-    cdef bytes wire
-    cdef StreamKey stream
-    cdef uint64_t ms
-    cdef uint64_t seq
-    cdef Py_ssize_t id_start        # the id's text inside the step header, in `wire`
-    cdef Py_ssize_t id_size
-    cdef Py_ssize_t head_size       # the text frame `[["sid","id",0]]`
-    cdef Py_ssize_t payload_start   # after the binary frame header
-    cdef Py_ssize_t payload_size
-
-    cdef inline const char* id_text(self) noexcept:
-        return PyBytes_AS_STRING(self.wire) + self.id_start
-
-    cdef inline const char* payload_ptr(self) noexcept:
-        return PyBytes_AS_STRING(self.wire) + self.payload_start
-
-    @property
-    def sid(self):
-        return self.stream.sid
-
-    @property
-    def entry_id(self):
-        """The id as Redis writes it, ``"<ms>-<seq>"``."""
-        return PyUnicode_DecodeUTF8(self.id_text(), self.id_size, NULL)
-
-    @property
-    def id_pair(self):
-        return (self.ms, self.seq)
-
-    @property
-    def payload(self):
-        return PyBytes_FromStringAndSize(self.payload_ptr(), self.payload_size)
-
-    @property
-    def frames(self):
-        """The text frame and the binary frame of a one-entry step, as sent."""
-        return (self.wire[:self.head_size], self.wire[self.head_size:])
-
-    def __repr__(self):
-        return f"<StreamEntry {self.stream.sid!r} {self.entry_id} {self.payload_size} bytes>"
-
-
-cdef StreamEntry new_stream_entry(StreamKey stream, const char* id_text, Py_ssize_t id_size,
-                                  uint64_t ms, uint64_t seq, Py_ssize_t payload_size):
-    """An entry whose frames are written, payload left to fill at ``payload_start``."""
-    cdef StreamEntry entry = StreamEntry.__new__(StreamEntry)
-    cdef Py_ssize_t json_size = PyBytes_GET_SIZE(stream.json)
-    # [[ + "sid" + ," + id + ",0]]
-    cdef Py_ssize_t text_size = 2 + json_size + 2 + id_size + 5
-    cdef Py_ssize_t head_size = ws_header_size(text_size) + text_size
-    cdef Py_ssize_t size = head_size + ws_header_size(payload_size) + payload_size
-    cdef bytes wire = PyBytes_FromStringAndSize(NULL, size)
-    cdef char* base = PyBytes_AS_STRING(wire)
-    cdef char* out = write_ws_header(base, WS_FIN_TEXT, text_size)
-    out[0] = c'['
-    out[1] = c'['
-    memcpy(out + 2, PyBytes_AS_STRING(stream.json), <size_t>json_size)
-    out += 2 + json_size
-    out[0] = c','
-    out[1] = c'"'
-    out += 2
-    entry.id_start = out - base
-    memcpy(out, id_text, <size_t>id_size)
-    out += id_size
-    memcpy(out, b'",0]]', 5)
-    out += 5
-    out = write_ws_header(out, WS_FIN_BINARY, payload_size)
-    entry.wire = wire
-    entry.stream = stream
-    entry.ms = ms
-    entry.seq = seq
-    entry.id_size = id_size
-    entry.head_size = head_size
-    entry.payload_start = out - base
-    entry.payload_size = payload_size
-    return entry
-
-
-cdef bint parse_entry_id(const char* text, Py_ssize_t size, uint64_t* ms, uint64_t* seq) noexcept:
-    """``<ms>-<seq>`` as Redis writes entry ids."""
-    cdef Py_ssize_t i = 0
-    if not _read_uint64(<const unsigned char*>text, size, &i, ms):
-        return False
-    if i >= size or text[i] != c'-':
-        return False
-    i += 1
-    return _read_uint64(<const unsigned char*>text, size, &i, seq) and i == size
-
-
-def join_entries(list entries):
-    """GET /data: the entries' payloads concatenated, and the ``entry-offset``
-    header ``[["sid","id",start],...]`` in ASCII."""
-    cdef StreamEntry entry
-    cdef Py_ssize_t body_size = 0, text_size = 2, offset = 0
-    cdef char* out
-    cdef char* head
-    cdef bytes body, text
-    for entry in entries:
-        body_size += entry.payload_size
-        # [ "sid" ," id ", offset ] ,
-        text_size += 1 + PyBytes_GET_SIZE(entry.stream.json) + 2 + entry.id_size + 2 \
-            + MAX_DECIMAL_DIGITS + 2
-    body = PyBytes_FromStringAndSize(NULL, body_size)
-    out = PyBytes_AS_STRING(body)
-    text = PyBytes_FromStringAndSize(NULL, text_size)
-    head = PyBytes_AS_STRING(text)
-    head[0] = c'['
-    head += 1
-    for entry in entries:
-        memcpy(out + offset, entry.payload_ptr(), <size_t>entry.payload_size)
-        head = _write_offset_item(head, entry, offset)
-        head[0] = c','
-        head += 1
-        offset += entry.payload_size
-    if entries:
-        head -= 1
-    head[0] = c']'
-    head += 1
-    return body, PyUnicode_DecodeASCII(PyBytes_AS_STRING(text), head - PyBytes_AS_STRING(text), NULL)
-
-
-cdef inline char* _write_offset_item(char* out, StreamEntry entry, Py_ssize_t offset) noexcept:
-    """``["sid","id",offset]`` (room: the json, the id and MAX_DECIMAL_DIGITS + 6)."""
-    cdef Py_ssize_t json_size = PyBytes_GET_SIZE(entry.stream.json)
-    out[0] = c'['
-    memcpy(out + 1, PyBytes_AS_STRING(entry.stream.json), <size_t>json_size)
-    out += 1 + json_size
-    out[0] = c','
-    out[1] = c'"'
-    memcpy(out + 2, entry.id_text(), <size_t>entry.id_size)
-    out += 2 + entry.id_size
-    out[0] = c'"'
-    out[1] = c','
-    out = write_decimal(out + 2, <uint64_t>offset)
-    out[0] = c']'
-    return out + 1
 
 
 @cython.final
@@ -291,7 +86,6 @@ cdef class StreamReplyParser:
     cdef Py_ssize_t entry_id_size
     cdef Py_ssize_t fill            # payload bytes of `entry` still to come
     cdef Py_ssize_t skip_left
-    cdef list _expected             # Python API only: shapes announced by expect()
 
     def __cinit__(self):
         self.buffer = <char*>malloc(<size_t>REPLY_READ_BUFFER_BYTES)
@@ -579,8 +373,9 @@ cdef class StreamReplyParser:
         raise RedisProtocolError("XREAD replied for a stream it was not asked about")
 
     cdef int _read_entry_id(self, int64_t size) except -1:
-        if size > MAX_ENTRY_ID_BYTES or not parse_entry_id(
-                self.buffer + self.start, size, &self.entry_ms, &self.entry_seq):
+        if size > MAX_ENTRY_ID_BYTES or read_entry_id(
+                <const unsigned char*>self.buffer + self.start, size,
+                &self.entry_ms, &self.entry_seq) != ID_EXACT:
             raise RedisProtocolError("a stream entry id is not <ms>-<seq>")
         memcpy(self.entry_id, self.buffer + self.start, <size_t>size)
         self.entry_id_size = size
@@ -621,35 +416,3 @@ cdef class StreamReplyParser:
                 self.state = P_STREAM_PAIR
                 return False
         return self._finish()
-
-    # -- Python API (tests) -----------------------------------------------
-
-    def expect(self, str shape, keys=()):
-        """Announce a reply to come: "simple", "xread" (keys: the StreamKey list
-        of the command) or "range" (keys: its one StreamKey). Replies come in order."""
-        if self._expected is None:
-            self._expected = []
-        self._expected.append((_SHAPES[shape], list(keys)))
-
-    def feed(self, data):
-        """Feed bytes the way a connection reads them; return the replies completed."""
-        cdef const unsigned char[:] view = memoryview(data).cast("B")
-        cdef Py_ssize_t offset = 0, size
-        done = []
-        while True:
-            if self.state == P_IDLE and self._expected:
-                shape, keys = self._expected.pop(0)
-                self.begin(shape, keys)
-            if self.state != P_IDLE:
-                if self.parse() == PARSE_DONE:
-                    done.append(self.take_result())
-                    continue
-            elif self.has_unparsed():
-                raise RedisProtocolError("Redis sent a reply nobody asked for")
-            if offset >= view.shape[0]:
-                return done
-            target = self.next_buffer()
-            size = min(len(target), view.shape[0] - offset)
-            target[:size] = view[offset:offset + size]
-            self.advanced(size)
-            offset += size

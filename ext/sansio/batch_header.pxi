@@ -6,22 +6,11 @@
 #
 # Lifetime: nothing in a BatchHeader points into the header text, which
 # picows reuses once the frame callback returns.
-
-cimport cython
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport int32_t, uint8_t, uint64_t
-from libc.stdlib cimport free, realloc
-from libc.string cimport memcmp
+#
+# Uses: common.pxi, sansio/decimal.pxi, sansio/entry_id.pxi, sansio/stream_id.pxi,
+#       sansio/header_scanner.pxi
 
 cdef enum:
-    CLOSE_INVALID_DATA = 1007      # malformed input, also a stream id that breaks the id rules
-    CLOSE_POLICY_VIOLATION = 1008  # a stream the caller may not use
-    # Close reasons travel in a control frame (125 bytes with the code).
-    MAX_CLOSE_REASON_BYTES = 119
-    # "ms-seq" with two uint64_t values.
-    MAX_ENTRY_ID_BYTES = 2 * MAX_DECIMAL_DIGITS + 1
     # Distinct stream id spellings looked up by a linear scan; past this
     # many, a dict keeps a header of many different streams linear in size.
     LINEAR_SPELLING_LOOKUPS = 8
@@ -42,40 +31,8 @@ cdef enum ItemForm:
     FORM_SID_OFFSET = 2      # [SID, OFFSET]
     FORM_SID_TS_OFFSET = 3   # [SID, TS, OFFSET]
 
-cdef enum EntryIdKind:
-    ENTRY_ID_SERVER_TIME = 0  # "*"
-    ENTRY_ID_MS = 1           # "ms-*": Redis picks the sequence
-    ENTRY_ID_EXACT = 2        # "ms-seq"
-
-cdef struct EntryId:
-    uint64_t ms
-    uint64_t seq
-    uint8_t kind
-
 cdef dict _OFFSETS_MODES = {"auto": OFFSETS_AUTO, "start": OFFSETS_START, "end": OFFSETS_END}
 cdef dict _ROUTE_MODES = {"single": ROUTE_SINGLE, "any": ROUTE_ANY, "listed": ROUTE_LISTED}
-
-
-cdef str _fit_close_reason(str reason):
-    encoded = reason.encode("utf-8", "backslashreplace")
-    if len(encoded) <= MAX_CLOSE_REASON_BYTES:
-        return encoded.decode("utf-8")
-    return encoded[:MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
-
-
-class BatchHeaderError(ValueError):
-    """A batch header the server refuses.
-
-    ``str(error)`` is the WebSocket close reason (at most 119 bytes of
-    UTF-8); ``close_code`` is 1007 for malformed input and 1008 for a
-    stream the socket may not write to.
-    """
-
-    def __init__(self, reason, close_code=CLOSE_INVALID_DATA):
-        reason = _fit_close_reason(str(reason))
-        super().__init__(reason)
-        self.reason = reason
-        self.close_code = close_code
 
 
 cdef OffsetsMode offsets_mode_from_name(str name) except *:
@@ -260,22 +217,40 @@ cdef class BatchHeader:
         return <bytes>self._keys[self.key_index(i)]
 
     cdef Py_ssize_t write_entry_id(self, Py_ssize_t i, char* out) noexcept:
-        """Write entry i's id at ``out`` (MAX_ENTRY_ID_BYTES of room); return its length."""
-        cdef EntryId* entry_id
-        cdef char* end
-        if self._entry_ids == NULL or self._entry_ids[i].kind == ENTRY_ID_SERVER_TIME:
-            out[0] = b'*'
+        """Write entry i's XADD id at ``out`` (MAX_ENTRY_ID_BYTES of room); return its length."""
+        if self._entry_ids == NULL:
+            out[0] = c'*'
             return 1
-        entry_id = &self._entry_ids[i]
-        end = write_decimal(out, entry_id.ms)
-        end[0] = b'-'
-        end += 1
-        if entry_id.kind == ENTRY_ID_MS:
-            end[0] = b'*'
-            end += 1
-        else:
-            end = write_decimal(end, entry_id.seq)
-        return end - out
+        return write_xadd_id(&self._entry_ids[i], out)
+
+    cdef str first_decreasing_id(self):
+        """Why Redis would refuse part of this batch, if its explicit entry ids do
+        not increase within a stream; None otherwise. Checked before framing, so
+        a refused batch writes nothing (ids at or below what a stream already
+        holds can only be refused by Redis, after the earlier entries)."""
+        cdef Py_ssize_t i, key
+        cdef EntryId* entry_id
+        cdef dict last = {}
+        if self._entry_ids == NULL:
+            return None
+        for i in range(self.count):
+            entry_id = &self._entry_ids[i]
+            if entry_id.form == ID_ANY:
+                continue
+            key = self.key_index(i)
+            previous = last.get(key)
+            exact = entry_id.form == ID_EXACT
+            if previous is not None:
+                previous_ms, previous_seq, previous_exact = previous
+                if exact and previous_exact:
+                    refused = (entry_id.ms, entry_id.seq) <= (previous_ms, previous_seq)
+                else:
+                    # "ms-*" takes the next sequence of that millisecond: only a smaller ms fails.
+                    refused = entry_id.ms < previous_ms
+                if refused:
+                    return f"entry {i}: entry ids must increase within a stream"
+            last[key] = (entry_id.ms, entry_id.seq, exact)
+        return None
 
     # -- Python accessors (for tests and the Python layer) ---------------
 
@@ -389,12 +364,12 @@ cdef int _scan_entry_id(HeaderCursor* cursor, EntryId* out, Py_ssize_t entry) ex
     out.ms = 0
     out.seq = 0
     if scan_null(cursor):
-        out.kind = ENTRY_ID_SERVER_TIME
+        out.form = ID_ANY
     elif c == c'-' or (c >= 0 and is_digit(<unsigned char>c)):
         scan_int(cursor, &number, entry, "a timestamp")
         if number.negative or number.too_large:
             raise BatchHeaderError(f"entry {entry}: timestamp outside 0..2**64-1 milliseconds")
-        out.kind = ENTRY_ID_MS
+        out.form = ID_MS_ANY_SEQ
         out.ms = number.value
     elif c == c'"':
         scan_string(cursor, &span)
@@ -404,60 +379,31 @@ cdef int _scan_entry_id(HeaderCursor* cursor, EntryId* out, Py_ssize_t entry) ex
                 text = decode_string(cursor.start, &span).encode("utf-8")
             except UnicodeError:
                 raise BatchHeaderError(f"entry {entry}: entry id is not valid text") from None
-            _parse_entry_id_text(<const unsigned char*>PyBytes_AS_STRING(text),
-                                 PyBytes_GET_SIZE(text), out, entry)
+            _read_xadd_id(<const unsigned char*>PyBytes_AS_STRING(text),
+                          PyBytes_GET_SIZE(text), out, entry)
         else:
-            _parse_entry_id_text(cursor.start + span.offset, span.length, out, entry)
+            _read_xadd_id(cursor.start + span.offset, span.length, out, entry)
     else:
         syntax_error(cursor, "an entry id (null, an integer or a string)")
     return 0
 
 
-cdef int _parse_entry_id_text(const unsigned char* text, Py_ssize_t length, EntryId* out,
-                              Py_ssize_t entry) except -1:
+cdef int _read_xadd_id(const unsigned char* text, Py_ssize_t length, EntryId* out,
+                       Py_ssize_t entry) except -1:
     # "*", "ms", "ms-*" or "ms-seq", each number decimal and within uint64_t.
-    cdef Py_ssize_t i = 0
-    cdef bint ok
-    if length == 1 and text[0] == c'*':
-        out.kind = ENTRY_ID_SERVER_TIME
-        return 0
-    ok = _read_uint64(text, length, &i, &out.ms)
-    if ok and i == length:
-        out.kind = ENTRY_ID_MS
-        return 0
-    if ok and text[i] == c'-':
-        i += 1
-        if i + 1 == length and text[i] == c'*':
-            out.kind = ENTRY_ID_MS
-            return 0
-        if _read_uint64(text, length, &i, &out.seq) and i == length:
-            if out.ms == 0 and out.seq == 0:
-                raise BatchHeaderError(f"entry {entry}: entry id 0-0 is not allowed by Redis")
-            out.kind = ENTRY_ID_EXACT
-            return 0
-    # Quote only the start: the reason must fit in a close frame anyway.
-    raise BatchHeaderError(
-        f"entry {entry}: entry id must be \"ms-seq\", \"ms-*\", \"ms\" or \"*\", not "
-        f"{PyUnicode_DecodeUTF8(<const char*>text, min(length, 48), 'replace')!r}")
-
-
-cdef bint _read_uint64(const unsigned char* text, Py_ssize_t length, Py_ssize_t* pos,
-                       uint64_t* out) noexcept:
-    # At least one digit; False on overflow.
-    cdef Py_ssize_t i = pos[0]
-    cdef uint64_t value = 0
-    cdef unsigned int digit
-    if i >= length or not is_digit(text[i]):
-        return False
-    while i < length and is_digit(text[i]):
-        digit = text[i] - c'0'
-        if not _fits_one_more_digit(value, digit):
-            return False
-        value = value * 10 + digit
-        i += 1
-    pos[0] = i
-    out[0] = value
-    return True
+    cdef EntryIdForm form = read_entry_id(text, length, &out.ms, &out.seq)
+    if form == ID_ANY or form == ID_MS_ANY_SEQ or form == ID_EXACT:
+        out.form = form
+    elif form == ID_MS:
+        out.form = ID_MS_ANY_SEQ
+    else:
+        # Quote only the start: the reason must fit in a close frame anyway.
+        raise BatchHeaderError(
+            f"entry {entry}: entry id must be \"ms-seq\", \"ms-*\", \"ms\" or \"*\", not "
+            f"{PyUnicode_DecodeUTF8(<const char*>text, min(length, 48), 'replace')!r}")
+    if out.form == ID_EXACT and out.ms == 0 and out.seq == 0:
+        raise BatchHeaderError(f"entry {entry}: entry id 0-0 is not allowed by Redis")
+    return 0
 
 
 cdef ItemForm _scan_list_item(HeaderCursor* cursor, ScannedInt* offset, ScannedString* sid,
@@ -478,7 +424,7 @@ cdef ItemForm _scan_list_item(HeaderCursor* cursor, ScannedInt* offset, ScannedS
     # The second value is the offset of [SID, OFFSET] or the TS of
     # [SID, TS, OFFSET]: what follows it decides.
     c = peek(cursor)
-    entry_id.kind = ENTRY_ID_SERVER_TIME
+    entry_id.form = ID_ANY
     if c == c'-' or (c >= 0 and is_digit(<unsigned char>c)):
         scan_int(cursor, offset, entry, "an offset")
         skip_space(cursor)
@@ -487,7 +433,7 @@ cdef ItemForm _scan_list_item(HeaderCursor* cursor, ScannedInt* offset, ScannedS
             return FORM_SID_OFFSET
         if offset.negative or offset.too_large:
             raise BatchHeaderError(f"entry {entry}: timestamp outside 0..2**64-1 milliseconds")
-        entry_id.kind = ENTRY_ID_MS
+        entry_id.form = ID_MS_ANY_SEQ
         entry_id.ms = offset.value
     else:
         _scan_entry_id(cursor, entry_id, entry)

@@ -7,10 +7,23 @@
 # no leading zeros, "-0" is 0, no raw control characters in strings, only
 # the escapes \" \\ \/ \b \f \n \r \t \uXXXX, and a \uD8xx\uDCxx pair is one
 # code point (a lone surrogate stays a lone surrogate).
+#
+# Uses: common.pxi, sansio/decimal.pxi, sansio/ws_frame.pxi
 
-from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport UINT64_MAX, uint64_t
 
+class BatchHeaderError(ValueError):
+    """A batch header the server refuses.
+
+    ``str(error)`` is the WebSocket close reason (at most 123 bytes of
+    UTF-8); ``close_code`` is 1007 for malformed input and 1008 for a
+    stream the socket may not write to.
+    """
+
+    def __init__(self, reason, close_code=CLOSE_INVALID_DATA):
+        reason = fit_close_reason(str(reason)).decode("utf-8")
+        super().__init__(reason)
+        self.reason = reason
+        self.close_code = close_code
 
 
 cdef struct HeaderCursor:
@@ -35,10 +48,6 @@ cdef inline bint is_json_space(unsigned char c) noexcept nogil:
     return c == c' ' or c == c'\t' or c == c'\n' or c == c'\r'
 
 
-cdef inline bint is_digit(unsigned char c) noexcept nogil:
-    return c'0' <= c <= c'9'
-
-
 cdef inline void skip_space(HeaderCursor* cursor) noexcept nogil:
     while cursor.pos < cursor.end and is_json_space(cursor.pos[0]):
         cursor.pos += 1
@@ -61,11 +70,6 @@ cdef int syntax_error(HeaderCursor* cursor, str expected) except -1:
         raise BatchHeaderError(f"malformed batch header: ended where {expected} was expected")
     raise BatchHeaderError(
         f"malformed batch header at byte {cursor_offset(cursor)}: expected {expected}")
-
-
-cdef inline bint _fits_one_more_digit(uint64_t value, unsigned int digit) noexcept nogil:
-    # value * 10 + digit stays within uint64_t; constants fold at compile time.
-    return value < UINT64_MAX // 10 or (value == UINT64_MAX // 10 and digit <= UINT64_MAX % 10)
 
 
 cdef int _refuse_number(HeaderCursor* cursor, const unsigned char* at, Py_ssize_t entry,
@@ -105,7 +109,7 @@ cdef inline int scan_int(HeaderCursor* cursor, ScannedInt* out, Py_ssize_t entry
     else:
         while p < cursor.end and is_digit(p[0]):
             digit = p[0] - c'0'
-            if not _fits_one_more_digit(value, digit):
+            if not fits_one_more_digit(value, digit):
                 out.too_large = True
             value = value * 10 + digit
             p += 1

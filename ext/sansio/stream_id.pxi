@@ -2,6 +2,8 @@
 #
 # Runs once per stream id seen in a path or a batch header, so it lives in
 # Cython: a batch of 100 entries with [sid, off] items checks 100 ids.
+#
+# Uses: common.pxi
 
 from cpython.unicode cimport Py_UNICODE_ISSPACE
 

@@ -1,0 +1,61 @@
+"""Per-request reads and writes spread over the nodes of the shard map: each
+node's share goes to that node's connection, in one pipelined batch, and the
+replies come back in the caller's order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from engine._core import RedisUnavailable, Shards, StreamKey
+
+ReadCommand = tuple[StreamKey, tuple[Any, ...]]
+Entry = tuple[bytes, bytes, Any, int]  # key, entry id, payload (bytes-like), MAXLEN
+
+
+async def read_streams(shards: Shards, commands: Sequence[ReadCommand]) -> list[Any]:
+    """Each ``(key, arguments)`` stream read ("range" shape) on its key's node; the
+    replies (lists of StreamEntry, or hiredis.ReplyError) in the order given.
+    Raises RedisUnavailable when a node's read connection is down."""
+    groups = shards.group_by_node([key.key for key, _ in commands])
+    reads = []
+    for indexes in groups.values():
+        reader = shards.reader_for_key(commands[indexes[0]][0].key)
+        if reader is None:
+            raise RedisUnavailable("Redis is unavailable")
+        reads.append(reader.read([("range", [commands[i][0]], commands[i][1]) for i in indexes]))
+    replies: list[Any] = [None] * len(commands)
+    for indexes, group_replies in zip(groups.values(), await _all(reads), strict=True):
+        for index, reply in zip(indexes, group_replies, strict=True):
+            replies[index] = reply
+    return replies
+
+
+async def store_entries(shards: Shards, entries: Sequence[Entry]) -> list[bytes]:
+    """XADD every entry on its key's node, waiting first while that node is behind
+    (no socket to pause here); the entry ids in the order given. Raises
+    RedisUnavailable, or the first error reply (hiredis.ReplyError)."""
+    groups = shards.group_by_node([key for key, _, _, _ in entries])
+    writes = []
+    for indexes in groups.values():
+        pipe = shards.pipe_for_key(entries[indexes[0]][0])
+        if pipe is None:
+            raise RedisUnavailable("Redis is unavailable")
+        await pipe.drained()
+        writes.append(pipe.xadd_many([entries[i] for i in indexes]))
+    ids: list[bytes] = [b""] * len(entries)
+    for indexes, group_ids in zip(groups.values(), await _all(writes), strict=True):
+        for index, entry_id in zip(indexes, group_ids, strict=True):
+            ids[index] = entry_id
+    return ids
+
+
+async def _all(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """Every future's result; the first failure is raised once all are done (no
+    failure is left unretrieved)."""
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

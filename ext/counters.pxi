@@ -1,0 +1,69 @@
+# The runtime's counters: one object per engine process, shared by every
+# connection and socket. The hot paths increment C fields (no Python call
+# per entry); snapshot() reads them for /metrics and the tests.
+#
+# Uses: common.pxi
+
+cdef enum:
+    CLOSE_CODE_FIRST = 1000
+    CLOSE_CODE_SLOTS = 16           # 1000..1015; every other code shares one more slot
+
+
+@cython.final
+cdef class Counters:
+    """What one engine process did since it started (sockets: how many are open)."""
+
+    # Producers
+    cdef public uint64_t push_messages      # complete messages received
+    cdef public uint64_t push_entries       # entries Redis confirmed
+    cdef public uint64_t push_bytes         # their payload bytes
+    cdef public uint64_t push_acks          # acks sent
+    cdef public uint64_t producer_pauses    # a producer's socket paused while Redis caught up
+    # Redis
+    cdef public uint64_t redis_replies
+    cdef public uint64_t redis_errors       # error replies
+    cdef public uint64_t redis_reconnects
+    # Consumers
+    cdef public uint64_t pull_steps
+    cdef public uint64_t pull_entries
+    cdef public uint64_t pull_bytes
+    cdef public uint64_t pull_catch_up_reads  # a socket behind its feed read Redis itself
+    # Open sockets
+    cdef public int64_t push_sockets
+    cdef public int64_t pull_sockets
+    cdef uint64_t closes[CLOSE_CODE_SLOTS + 1]
+
+    cdef inline void count_close(self, int code) noexcept:
+        cdef int slot = code - CLOSE_CODE_FIRST
+        if slot < 0 or slot >= CLOSE_CODE_SLOTS:
+            slot = CLOSE_CODE_SLOTS
+        self.closes[slot] += 1
+
+    def record_close(self, int code):
+        """Count a close sent with ``code`` (for closes made in Python)."""
+        self.count_close(code)
+
+    def snapshot(self):
+        """Every counter by name; ``closes`` maps close codes (0: any other) to counts."""
+        cdef int slot
+        closes = {}
+        for slot in range(CLOSE_CODE_SLOTS + 1):
+            if self.closes[slot]:
+                closes[CLOSE_CODE_FIRST + slot if slot < CLOSE_CODE_SLOTS else 0] = self.closes[slot]
+        return {
+            "push_messages": self.push_messages,
+            "push_entries": self.push_entries,
+            "push_bytes": self.push_bytes,
+            "push_acks": self.push_acks,
+            "producer_pauses": self.producer_pauses,
+            "redis_replies": self.redis_replies,
+            "redis_errors": self.redis_errors,
+            "redis_reconnects": self.redis_reconnects,
+            "pull_steps": self.pull_steps,
+            "pull_entries": self.pull_entries,
+            "pull_bytes": self.pull_bytes,
+            "pull_catch_up_reads": self.pull_catch_up_reads,
+            "push_sockets": self.push_sockets,
+            "pull_sockets": self.pull_sockets,
+            "closes": closes,
+        }

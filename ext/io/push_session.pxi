@@ -1,0 +1,553 @@
+# The producer side of a WebSocket: /data/{sid}/push.
+#
+# Every complete message becomes XADD commands framed straight from picows'
+# read buffer into the ingest connection of each entry's key (io/shards.pxi);
+# payloads of at least the writer's threshold are passed by reference and so
+# written before on_ws_frame returns (picows reuses its buffer afterwards).
+# A message is acked when Redis confirmed every entry of it, on whichever
+# connections they went; acks leave in the order the messages came.
+#
+# Uses: common.pxi, counters.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi,
+#       sansio/batch_header.pxi, io/redis_connection.pxi, io/shards.pxi
+
+import asyncio
+
+cdef enum HandleResult:
+    HANDLED = 0
+    NEEDS_MAXLEN = 1     # a stream whose max_len is not known yet: wait for it
+
+cdef bytes _COMMA = b","
+cdef double CLOSE_GRACE_SECONDS = 2.0
+cdef double CLOSE_ACK_TIMEOUT_SECONDS = 10.0
+# Parsed headers take up to 4x their text in C arrays.
+cdef Py_ssize_t MAX_HEADER_BYTES = 8 * 1024 * 1024
+cdef Py_ssize_t DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
+
+@cython.final
+cdef class PushOptions:
+    """A producer socket's settings: where its entries go (``route``), batch mode,
+    acks, how batch headers give offsets, and the largest message it may send."""
+
+    cdef readonly BatchRoute route
+    cdef readonly bint batch
+    cdef readonly bint ack
+    cdef OffsetsMode offsets_mode
+    cdef readonly Py_ssize_t max_message_size
+
+    def __init__(self, BatchRoute route, *, bint batch=False, bint ack=False, str offsets="auto",
+                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE):
+        self.route = route
+        # Several streams in the path need a header to say which entry goes where.
+        self.batch = batch or route._mode != ROUTE_SINGLE
+        self.ack = ack
+        self.offsets_mode = offsets_mode_from_name(offsets)
+        self.max_message_size = max_message_size
+
+    @property
+    def offsets(self):
+        return ("auto", "start", "end")[self.offsets_mode]
+
+
+@cython.final
+@cython.freelist(64)
+cdef class PushMessage:
+    """A producer message in flight (in single mode, the messages of one read
+    pass, one entry each): its parts, one request per connection it went to."""
+
+    cdef list parts                 # RedisRequest, one per connection
+    cdef Py_ssize_t parts_left
+    cdef Py_ssize_t entries
+    cdef Py_ssize_t nbytes
+    cdef bint done
+    cdef object error               # the first error reply of any part
+    cdef str failure                # a part's connection was lost
+    # With several parts: which part stored each entry, to put the ids in order.
+    cdef BatchHeader header
+    cdef list part_of_key
+
+    cdef list entry_ids(self):
+        """The ids Redis gave the entries, in entry order."""
+        cdef RedisRequest part
+        cdef list ids, taken
+        cdef Py_ssize_t i, k
+        if len(self.parts) == 1:
+            return (<RedisRequest>self.parts[0]).replies
+        ids = []
+        taken = [0] * len(self.parts)
+        for i in range(self.entries):
+            k = self.part_of_key[self.header.key_index(i)]
+            part = <RedisRequest>self.parts[k]
+            ids.append(part.replies[taken[k]])
+            taken[k] += 1
+        return ids
+
+
+@cython.final
+cdef class _PushOwner(RedisOwner):
+    """Routes the Redis outcomes of a producer socket's requests back to it."""
+
+    cdef PushSession session
+
+    cdef int request_done(self, RedisRequest request) except -1:
+        return self.session.part_done(<PushMessage>request.tag, request, None)
+
+    cdef int request_failed(self, RedisRequest request, str reason) except -1:
+        return self.session.part_done(<PushMessage>request.tag, request, reason)
+
+    cdef int replies_done(self) except -1:
+        return self.session.send_acks()
+
+    cdef int set_held(self, bint held) except -1:
+        self.session.held = held
+        return self.session.update_reading()
+
+
+cdef class PushSession(WSListener):
+    """One producer socket: its messages become entries in Redis, acked in order."""
+
+    cdef PushOptions options
+    cdef BatchRoute route
+    cdef bint batch_mode
+    cdef bint ack
+    cdef bytes single_key
+    cdef Shards shards
+    cdef Counters counters
+    cdef dict maxlens                # stream key -> MAXLEN, filled by load_maxlens
+    cdef object load_maxlens         # coroutine function(keys)
+    cdef _PushOwner owner
+    cdef WSTransport transport
+    cdef bytes header                # batch mode: the header waiting for its blob
+    cdef bytearray fragments         # a fragmented message being reassembled
+    cdef WSMsgType fragments_type
+    cdef list backlog                # messages (type, bytes) held while max_len loads
+    cdef bint waiting                # for max_len metadata
+    cdef bint held                   # Redis is behind
+    cdef bint reading_paused
+    cdef bint client_closed          # the client sent its close frame first
+    cdef object waiting_task
+    cdef object in_flight            # deque[PushMessage], in the order they came
+    cdef int close_code              # non-zero once the session decided to close
+    cdef str close_reason
+    cdef bytearray ack_frames        # acks waiting for the end of this read of replies
+
+    def __init__(self, PushOptions options, Shards shards, maxlens, Counters counters):
+        """``maxlens`` has ``values`` (stream key -> MAXLEN) and ``load(keys)``, a
+        coroutine function that fills them in (engine.maxlen.MaxLenCache)."""
+        self.options = options
+        self.route = options.route
+        self.batch_mode = options.batch
+        self.ack = options.ack
+        self.single_key = self.route._keys[0] if self.route._mode == ROUTE_SINGLE else None
+        self.shards = shards
+        self.counters = counters
+        self.maxlens = maxlens.values
+        self.load_maxlens = maxlens.load
+        self.owner = _PushOwner.__new__(_PushOwner)
+        self.owner.session = self
+        self.backlog = []
+        self.in_flight = deque()
+
+    # -- picows callbacks ----------------------------------------------
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self.transport = transport
+        self.counters.push_sockets += 1
+        if self.single_key is not None and self.single_key not in self.maxlens:
+            self._wait_for_maxlens([self.single_key])
+        elif self.route._mode == ROUTE_LISTED:
+            missing = [key for key in self.route._keys if key not in self.maxlens]
+            if missing:
+                self._wait_for_maxlens(missing)
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.counters.push_sockets -= 1
+        self.backlog = []
+        self.fragments = None
+        if self.waiting_task is not None:
+            self.waiting_task.cancel()
+            self.waiting_task = None
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        self._on_frame(frame)
+        # One write per read pass; at once when a chunk points into picows'
+        # buffer, which is reused after this callback.
+        self.shards.flush_framed(frame.last_in_buffer)
+
+    cdef int _on_frame(self, WSFrame frame) except -1:
+        cdef WSMsgType msg_type = frame.msg_type
+        if self.close_code != 0:
+            if msg_type == WSMsgType.CLOSE and self.transport.is_close_frame_sent:
+                self.transport.disconnect()
+            return 0
+        if msg_type == WSMsgType.CLOSE:
+            if self.waiting or self.backlog:
+                # Messages before the close still get stored: answer it after them.
+                self.backlog.append((msg_type, frame.get_payload_as_bytes()))
+            else:
+                self._answer_close(frame.get_payload_as_bytes())
+            return 0
+        if msg_type == WSMsgType.PING or msg_type == WSMsgType.PONG:
+            return 0
+        if msg_type == WSMsgType.CONTINUATION or not frame.fin:
+            self._on_fragment(frame)
+            return 0
+        if frame.payload_size > self.options.max_message_size:
+            # picows refuses such frames too, but only after delivering them.
+            self.close(CLOSE_MESSAGE_TOO_BIG,
+                       f"message larger than the limit of {self.options.max_message_size} bytes")
+            return 0
+        if self.fragments is not None:
+            self.close(CLOSE_PROTOCOL_ERROR, "a new message began inside a fragmented one")
+            return 0
+        self.counters.push_messages += 1
+        if self.waiting or self.backlog:
+            self.backlog.append((msg_type, frame.get_payload_as_bytes()))
+            return 0
+        self._handle(msg_type, frame.payload_ptr, frame.payload_size, None, frame)
+        return 0
+
+    # -- messages ---------------------------------------------------------
+
+    cdef int _on_fragment(self, WSFrame frame) except -1:
+        if frame.msg_type != WSMsgType.CONTINUATION:
+            if self.fragments is not None:
+                self.close(CLOSE_PROTOCOL_ERROR, "a new message began inside a fragmented one")
+                return 0
+            self.fragments = bytearray()
+            self.fragments_type = frame.msg_type
+        elif self.fragments is None:
+            self.close(CLOSE_PROTOCOL_ERROR, "continuation frame without a first frame")
+            return 0
+        if len(self.fragments) + frame.payload_size > self.options.max_message_size:
+            self.close(CLOSE_MESSAGE_TOO_BIG,
+                       f"message larger than the limit of {self.options.max_message_size} bytes")
+            return 0
+        self.fragments += frame.get_payload_as_memoryview()
+        if not frame.fin:
+            return 0
+        message = bytes(self.fragments)
+        self.fragments = None
+        self.counters.push_messages += 1
+        if self.waiting or self.backlog:
+            self.backlog.append((self.fragments_type, message))
+        else:
+            self._handle(self.fragments_type, message, len(message), message, None)
+        return 0
+
+    cdef HandleResult _handle(self, WSMsgType msg_type, const char* data, Py_ssize_t size,
+                              object owner, WSFrame frame) except *:
+        """One complete message. ``owner`` is a stable object holding ``data``
+        (bytes), or None when ``data`` lives in ``frame``'s read buffer."""
+        if not self.batch_mode:
+            return self._store_single(data, size, owner, frame)
+        if msg_type == WSMsgType.TEXT:
+            if self.header is not None:
+                self.close(CLOSE_INVALID_DATA, "expected the binary batch after its header, got another header")
+                return HANDLED
+            if size > MAX_HEADER_BYTES:
+                self.close(CLOSE_MESSAGE_TOO_BIG, f"batch header larger than {MAX_HEADER_BYTES} bytes")
+                return HANDLED
+            self.header = data[:size]
+            return HANDLED
+        if self.header is None:
+            self.close(CLOSE_INVALID_DATA, "binary message with no header before it (batch mode)")
+            return HANDLED
+        return self._store_batch(data, size, owner, frame)
+
+    cdef HandleResult _store_single(self, const char* data, Py_ssize_t size, object owner,
+                                    WSFrame frame) except *:
+        cdef RedisPipe pipe
+        cdef RedisRequest request
+        cdef PushMessage message
+        maxlen = self.maxlens.get(self.single_key)
+        if maxlen is None:
+            self._hold(WSMsgType.BINARY, data[:size])
+            self._wait_for_maxlens([self.single_key])
+            return NEEDS_MAXLEN
+        pipe = self.shards.pipe_for(self.single_key)
+        if pipe is None:
+            self.close(CLOSE_INTERNAL_ERROR, "Redis is unavailable")
+            return HANDLED
+        if owner is None and size >= pipe.writer.by_reference_threshold:
+            owner = frame.get_payload_as_memoryview()
+        # Messages of one read pass share a request: one record and one callback.
+        request = pipe.open_request(self.owner, self.ack, True)
+        if request.expected == 0:
+            message = self._new_message()
+            message.parts = [request]
+            message.parts_left = 1
+            request.tag = message
+        else:
+            message = <PushMessage>request.tag
+        pipe.xadd(request, self.single_key, len(self.single_key), b"*", 1, maxlen,
+                  data, size, owner, 0)
+        message.entries += 1
+        message.nbytes += size
+        self.shards.framed_into(pipe)
+        if pipe.overloaded:
+            pipe.hold(self.owner)
+        return HANDLED
+
+    cdef HandleResult _store_batch(self, const char* blob, Py_ssize_t size, object owner,
+                                   WSFrame frame) except *:
+        cdef BatchHeader parsed
+        cdef PushMessage message
+        cdef RedisPipe pipe
+        cdef RedisRequest request
+        cdef Py_ssize_t i, k, start, end, id_length, key_count
+        cdef bytes key
+        cdef char entry_id[MAX_ENTRY_ID_BYTES]
+        cdef list keys, pipes, requests, parts, part_of_key
+        cdef Py_ssize_t* maxlen_of_key
+        try:
+            parsed = parse_batch_header_c(self.header, len(self.header), size,
+                                          self.options.offsets_mode, self.route)
+        except BatchHeaderError as error:
+            self.close(error.close_code, error.reason)
+            return HANDLED
+        reason = parsed.first_decreasing_id()
+        if reason is not None:
+            self.close(CLOSE_INVALID_DATA, reason)
+            return HANDLED
+        keys = parsed._keys
+        key_count = len(keys)
+        missing = [key for key in keys if key not in self.maxlens]
+        if missing:
+            self._hold(WSMsgType.TEXT, self.header)
+            self.header = None
+            self._hold(WSMsgType.BINARY, blob[:size])
+            self._wait_for_maxlens(missing)
+            return NEEDS_MAXLEN
+        # Each stream's connection, checked before anything is framed.
+        pipes = [self.shards.pipe_for(key) for key in keys]
+        if None in pipes:
+            self.close(CLOSE_INTERNAL_ERROR, "Redis is unavailable")
+            return HANDLED
+        if owner is None and size >= (<RedisPipe>pipes[0]).writer.by_reference_threshold:
+            owner = frame.get_payload_as_memoryview()
+        message = self._new_message()
+        # One request per connection (one ack per message): requests[k] of keys[k].
+        parts = []
+        part_of_key = []
+        requests = []
+        for k in range(key_count):
+            pipe = <RedisPipe>pipes[k]
+            request = pipe.open_request(self.owner, self.ack, True)
+            if request.expected == 0 and request.tag is not message:
+                request.tag = message
+                parts.append(request)
+            requests.append(request)
+            part_of_key.append(parts.index(request))
+        message.parts = parts
+        message.parts_left = len(parts)
+        if len(parts) > 1:
+            message.header = parsed
+            message.part_of_key = part_of_key
+        maxlen_of_key = <Py_ssize_t*>PyMem_Malloc(key_count * sizeof(Py_ssize_t))
+        if maxlen_of_key == NULL:
+            raise MemoryError()
+        try:
+            for k in range(key_count):
+                maxlen_of_key[k] = self.maxlens[keys[k]]
+            for i in range(parsed.count):
+                start = parsed.entry_start(i)
+                end = parsed.entry_end(i)
+                k = parsed.key_index(i)
+                key = <bytes>keys[k]
+                id_length = parsed.write_entry_id(i, entry_id)
+                # Counted per command: a failure mid-loop leaves no command unowned.
+                (<RedisPipe>pipes[k]).xadd(<RedisRequest>requests[k], key, len(key), entry_id, id_length,
+                                           maxlen_of_key[k], blob + start, end - start, owner, start)
+                message.nbytes += end - start
+            message.entries = parsed.count
+        finally:
+            PyMem_Free(maxlen_of_key)
+        self.header = None
+        for request in parts:
+            pipe = <RedisPipe>pipes[requests.index(request)]
+            pipe.end_request()
+            self.shards.framed_into(pipe)
+            if pipe.overloaded:
+                pipe.hold(self.owner)
+        return HANDLED
+
+    cdef PushMessage _new_message(self):
+        cdef PushMessage message = PushMessage.__new__(PushMessage)
+        self.in_flight.append(message)
+        return message
+
+    # -- reading the socket ------------------------------------------------
+
+    cdef int update_reading(self) except -1:
+        """Read the socket only when nothing asks to pause: Redis behind, stream
+        metadata loading, or a close waiting for its acks. One place decides,
+        so no reason to pause is lifted by another one ending."""
+        cdef bint pause
+        if self.transport is None or self.transport.is_disconnected:
+            return 0
+        pause = self.held or self.waiting or (
+            self.close_code != 0 and not self.transport.is_close_frame_sent)
+        if pause != self.reading_paused:
+            self.reading_paused = pause
+            if pause:
+                self.transport.underlying_transport.pause_reading()
+            else:
+                self.transport.underlying_transport.resume_reading()
+        return 0
+
+    # -- Redis replies (through _PushOwner) -------------------------------
+
+    cdef int part_done(self, PushMessage message, RedisRequest part, str failure) except -1:
+        """A part of ``message`` was answered (or lost, with ``failure``)."""
+        if failure is not None:
+            if message.failure is None:
+                message.failure = failure
+        elif part.error is not None and message.error is None:
+            message.error = part.error
+        message.parts_left -= 1
+        if message.parts_left > 0:
+            return 0
+        message.done = True
+        # Messages finish in the order they came, whichever connection answers first.
+        while self.in_flight and (<PushMessage>self.in_flight[0]).done:
+            self._finish(<PushMessage>self.in_flight.popleft())
+        self._maybe_finish_close()
+        return 0
+
+    cdef int _finish(self, PushMessage message) except -1:
+        if message.failure is not None:
+            self.close(CLOSE_INTERNAL_ERROR, message.failure)
+            return 0
+        if message.error is not None:
+            if self.ack and not self.batch_mode:
+                # Single messages framed together: ack those stored before the refusal.
+                for entry_id in (<RedisRequest>message.parts[0]).replies:
+                    if type(entry_id) is ReplyError:
+                        break
+                    self._queue_ack(entry_id)
+            reason = str(message.error)
+            code = CLOSE_INVALID_DATA if "ID" in reason else CLOSE_INTERNAL_ERROR
+            self.close(code, f"Redis refused an entry: {reason}")
+            return 0
+        # Messages sent before a refused one are stored: they are acked too.
+        self.counters.push_entries += message.entries
+        self.counters.push_bytes += message.nbytes
+        if self.ack:
+            if self.batch_mode:
+                self._queue_ack(_COMMA.join(message.entry_ids()))
+            else:
+                for entry_id in (<RedisRequest>message.parts[0]).replies:
+                    self._queue_ack(entry_id)
+        return 0
+
+    cdef int _queue_ack(self, bytes text) except -1:
+        if self.ack_frames is None:
+            self.ack_frames = bytearray()
+        append_text_frame(self.ack_frames, text)
+        self.counters.push_acks += 1
+        return 0
+
+    cdef int send_acks(self) except -1:
+        frames, self.ack_frames = self.ack_frames, None
+        if frames and not self.transport.is_disconnected and not self.transport.is_close_frame_sent:
+            # The transport may keep the buffer queued: a fresh one is used next time.
+            self.transport.underlying_transport.write(frames)
+        return 0
+
+    # -- waiting for max_len ----------------------------------------------
+
+    cdef int _hold(self, WSMsgType msg_type, bytes payload) except -1:
+        self.backlog.append((msg_type, payload))
+        return 0
+
+    cdef int _wait_for_maxlens(self, list keys) except -1:
+        if self.waiting:
+            return 0
+        self.waiting = True
+        self.update_reading()
+        self.waiting_task = asyncio.get_running_loop().create_task(self._load_then_replay(keys))
+        return 0
+
+    async def _load_then_replay(self, list keys):
+        try:
+            await self.load_maxlens(keys)
+        except Exception as error:  # Redis down or refusing: nothing was written
+            self.waiting = False
+            self.close(CLOSE_INTERNAL_ERROR, f"cannot read stream metadata: {error}")
+            return
+        self.waiting = False
+        self.waiting_task = None
+        self._replay()
+        self.update_reading()
+
+    cdef int _replay(self) except -1:
+        cdef WSMsgType msg_type
+        cdef bytes payload
+        backlog, self.backlog = self.backlog, []
+        for position, (msg_type, payload) in enumerate(backlog):
+            if self.close_code != 0:
+                break  # what was framed before the refusal must still be written
+            if msg_type == WSMsgType.CLOSE:
+                self._answer_close(payload)
+                break
+            if self._handle(msg_type, payload, len(payload), payload, None) == NEEDS_MAXLEN:
+                # _handle put this message back on the backlog: keep the rest after it.
+                self.backlog.extend(backlog[position + 1:])
+                break
+        self.shards.flush_framed(True)
+        return 0
+
+    # -- closing ----------------------------------------------------------
+
+    cdef int _answer_close(self, bytes close_payload) except -1:
+        """The client closed: echo its close code (RFC 6455 5.5.1) once the acks
+        of what it sent before are out."""
+        cdef int code = CLOSE_OK
+        if len(close_payload) >= 2:
+            code = int.from_bytes(close_payload[:2], "big")
+        self.client_closed = True
+        self.close(code, "")
+        return 0
+
+    cpdef close(self, int code, str reason):
+        """Stop taking messages; close once every message already sent is confirmed
+        (its ack is sent first), so the client knows exactly what was stored."""
+        if self.close_code != 0:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        self.backlog = []
+        self.update_reading()
+        if self.in_flight:
+            # Redis normally confirms within milliseconds; never wait forever.
+            asyncio.get_running_loop().call_later(CLOSE_ACK_TIMEOUT_SECONDS, self._give_up_on_acks)
+        self._maybe_finish_close()
+
+    def _give_up_on_acks(self):
+        if self.transport.is_disconnected or self.transport.is_close_frame_sent:
+            return
+        self.send_acks()
+        self._send_close(CLOSE_INTERNAL_ERROR, "Redis did not confirm in time")
+        self.transport.disconnect()
+
+    cdef int _send_close(self, int code, str reason) except -1:
+        self.counters.count_close(code)
+        self.transport.send_close(<WSCloseCode>code, fit_close_reason(reason))
+        return 0
+
+    cdef int _maybe_finish_close(self) except -1:
+        if (self.close_code == 0 or self.in_flight or self.transport.is_disconnected
+                or self.transport.is_close_frame_sent):
+            return 0
+        self.send_acks()  # the acks go out before the close frame
+        self._send_close(self.close_code, self.close_reason)
+        if self.client_closed:
+            self.transport.disconnect()  # the closing handshake is complete
+            return 0
+        # Hanging up at once would reset a client that is still sending, and
+        # it would never read the close frame: read on (discarding) until its
+        # own close frame arrives, for a short while.
+        self.update_reading()
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, (<object>self.transport).disconnect)
+        return 0

@@ -1,0 +1,42 @@
+# The stream reads the engine sends, built in one place: a range after an id
+# (XRANGE), the newest entries (XREVRANGE) and a feed's blocking XREAD.
+#
+# Uses: common.pxi, sansio/entry_id.pxi, sansio/stream_entry.pxi
+
+
+cdef inline bytes exclusive_start(uint64_t ms, uint64_t seq):
+    return b"(" + entry_id_bytes(ms, seq)
+
+
+cdef tuple range_after(bytes key, uint64_t ms, uint64_t seq, Py_ssize_t count):
+    """The ``count`` oldest entries after ms-seq."""
+    return (b"XRANGE", key, exclusive_start(ms, seq), b"+", b"COUNT", count)
+
+
+cdef tuple newest_entries(bytes key, Py_ssize_t count, bint after, uint64_t ms, uint64_t seq):
+    """The ``count`` newest entries (newest first), after ms-seq when ``after``."""
+    return (b"XREVRANGE", key, b"+", exclusive_start(ms, seq) if after else b"-", b"COUNT", count)
+
+
+cdef tuple blocking_read(list keys, list after, Py_ssize_t count):
+    """XREAD of the entries after ``after[i]`` (ids as bytes) in each ``keys[i]``
+    (StreamKey), waiting for the first one."""
+    cdef StreamKey key
+    cdef list arguments = [b"XREAD", b"COUNT", count, b"BLOCK", b"0", b"STREAMS"]
+    for key in keys:
+        arguments.append(key.key)
+    arguments.extend(after)
+    return tuple(arguments)
+
+
+def stream_read(StreamKey key, Py_ssize_t count, bint newest, after=None):
+    """Arguments of a read of ``key``: the ``count`` newest entries (newest first)
+    or, with ``newest`` false, the ``count`` oldest after ``after`` (``(ms, seq)``,
+    required then); newest ones after ``after`` when it is given."""
+    if newest:
+        if after is None:
+            return newest_entries(key.key, count, False, 0, 0)
+        return newest_entries(key.key, count, True, after[0], after[1])
+    if after is None:
+        raise ValueError("reading the oldest entries needs the id they follow")
+    return range_after(key.key, after[0], after[1], count)
