@@ -51,12 +51,16 @@ cdef class PushOptions:
 
 @cython.final
 @cython.freelist(64)
+@cython.no_gc
 cdef class PushMessage:
     """A producer message in flight (in single mode, the messages of one read
-    pass, one entry each): its parts, one request per connection it went to."""
+    pass, one entry each): one part per connection it went to.
 
-    cdef list parts                 # RedisRequest, one per connection
+    Nothing it holds refers back to it (a request refers to its message, not
+    the other way round), so it stays out of the cyclic GC."""
+
     cdef Py_ssize_t parts_left
+    cdef list part_replies          # each part's replies, by the part's request slot
     cdef Py_ssize_t entries
     cdef Py_ssize_t nbytes
     cdef bint done
@@ -68,17 +72,16 @@ cdef class PushMessage:
 
     cdef list entry_ids(self):
         """The ids Redis gave the entries, in entry order."""
-        cdef RedisRequest part
-        cdef list ids, taken
+        cdef list ids, taken, replies
         cdef Py_ssize_t i, k
-        if len(self.parts) == 1:
-            return (<RedisRequest>self.parts[0]).replies
+        if len(self.part_replies) == 1:
+            return self.part_replies[0]
         ids = []
-        taken = [0] * len(self.parts)
+        taken = [0] * len(self.part_replies)
         for i in range(self.entries):
             k = self.part_of_key[self.header.key_index(i)]
-            part = <RedisRequest>self.parts[k]
-            ids.append(part.replies[taken[k]])
+            replies = <list>self.part_replies[k]
+            ids.append(replies[taken[k]])
             taken[k] += 1
         return ids
 
@@ -274,9 +277,7 @@ cdef class PushSession(WSListener):
         # Messages of one read pass share a request: one record and one callback.
         request = pipe.open_request(self.owner, self.ack, True)
         if request.expected == 0:
-            message = self._new_message()
-            message.parts = [request]
-            message.parts_left = 1
+            message = self._new_message(1)
             request.tag = message
         else:
             message = <PushMessage>request.tag
@@ -298,7 +299,7 @@ cdef class PushSession(WSListener):
         cdef Py_ssize_t i, k, start, end, id_length, key_count
         cdef bytes key
         cdef char entry_id[MAX_ENTRY_ID_BYTES]
-        cdef list keys, pipes, requests, parts, part_of_key
+        cdef list keys, pipes, requests, parts, part_pipes, part_of_key
         cdef Py_ssize_t* maxlen_of_key
         try:
             parsed = parse_batch_header_c(self.header, len(self.header), size,
@@ -326,21 +327,23 @@ cdef class PushSession(WSListener):
             return HANDLED
         if owner is None and size >= (<RedisPipe>pipes[0]).writer.by_reference_threshold:
             owner = frame.get_payload_as_memoryview()
-        message = self._new_message()
         # One request per connection (one ack per message): requests[k] of keys[k].
         parts = []
+        part_pipes = []
         part_of_key = []
         requests = []
         for k in range(key_count):
             pipe = <RedisPipe>pipes[k]
             request = pipe.open_request(self.owner, self.ack, True)
-            if request.expected == 0 and request.tag is not message:
-                request.tag = message
+            if request not in parts:
+                request.slot = len(parts)
                 parts.append(request)
+                part_pipes.append(pipe)
             requests.append(request)
-            part_of_key.append(parts.index(request))
-        message.parts = parts
-        message.parts_left = len(parts)
+            part_of_key.append(request.slot)
+        message = self._new_message(len(parts))
+        for request in parts:
+            request.tag = message
         if len(parts) > 1:
             message.header = parsed
             message.part_of_key = part_of_key
@@ -364,16 +367,17 @@ cdef class PushSession(WSListener):
         finally:
             PyMem_Free(maxlen_of_key)
         self.header = None
-        for request in parts:
-            pipe = <RedisPipe>pipes[requests.index(request)]
+        for pipe in part_pipes:
             pipe.end_request()
             self.shards.framed_into(pipe)
             if pipe.overloaded:
                 pipe.hold(self.owner)
         return HANDLED
 
-    cdef PushMessage _new_message(self):
+    cdef PushMessage _new_message(self, Py_ssize_t parts):
         cdef PushMessage message = PushMessage.__new__(PushMessage)
+        message.parts_left = parts
+        message.part_replies = [None] * parts
         self.in_flight.append(message)
         return message
 
@@ -403,8 +407,10 @@ cdef class PushSession(WSListener):
         if failure is not None:
             if message.failure is None:
                 message.failure = failure
-        elif part.error is not None and message.error is None:
-            message.error = part.error
+        else:
+            message.part_replies[part.slot] = part.replies
+            if part.error is not None and message.error is None:
+                message.error = part.error
         message.parts_left -= 1
         if message.parts_left > 0:
             return 0
@@ -422,7 +428,7 @@ cdef class PushSession(WSListener):
         if message.error is not None:
             if self.ack and not self.batch_mode:
                 # Single messages framed together: ack those stored before the refusal.
-                for entry_id in (<RedisRequest>message.parts[0]).replies:
+                for entry_id in message.part_replies[0]:
                     if type(entry_id) is ReplyError:
                         break
                     self._queue_ack(entry_id)
@@ -437,7 +443,7 @@ cdef class PushSession(WSListener):
             if self.batch_mode:
                 self._queue_ack(_COMMA.join(message.entry_ids()))
             else:
-                for entry_id in (<RedisRequest>message.parts[0]).replies:
+                for entry_id in message.part_replies[0]:
                     self._queue_ack(entry_id)
         return 0
 
