@@ -34,6 +34,8 @@ directives = {
     "linetrace": debug,
     "profile": debug,
     "embedsignature": True,
+    # No pickling: nothing of the core is meant to cross processes.
+    "auto_pickle": False,
 }
 
 extension = Extension(

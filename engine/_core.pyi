@@ -1,39 +1,62 @@
+# Types of engine._core, the compiled core built from ext/ (checked against the
+# module by tests/test_core_stub.py with mypy's stubtest).
 import asyncio
-from collections.abc import Callable, Iterable
-from typing import Any, Literal, final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal, Protocol, final
 
 from picows import WSListener
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
+
+# -- counters.pxi ------------------------------------------------------------
+
+@final
+class Counters:
+    push_messages: int
+    push_entries: int
+    push_bytes: int
+    push_acks: int
+    producer_pauses: int
+    redis_replies: int
+    redis_errors: int
+    redis_reconnects: int
+    pull_steps: int
+    pull_entries: int
+    pull_bytes: int
+    pull_catch_up_reads: int
+    push_sockets: int
+    pull_sockets: int
+    def record_close(self, code: int) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+# -- sansio/entry_id.pxi -----------------------------------------------------
+
+def entry_id_form(text: str | bytes) -> tuple[Literal["*", "ms", "ms-*", "ms-seq"], int, int]: ...
+def parse_entry_id(text: str | bytes) -> tuple[int, int]: ...
+def format_entry_id(ms: int, seq: int) -> str: ...
+
+# -- sansio/stream_id.pxi ----------------------------------------------------
 
 class InvalidStreamId(ValueError): ...
 
 def check_stream_id(sid: str) -> bytes: ...
 
-# key_slot.pxi
+# -- sansio/key_slot.pxi -----------------------------------------------------
+
 def key_slot(key: Buffer) -> int: ...
 
-# resp_writer.pxi
-@final
-class RespWriter:
-    def __init__(self, by_reference_threshold: int = 16384, initial_capacity: int = 65536) -> None: ...
-    def xadd(self, key: Buffer, entry_id: Buffer, payload: Buffer, maxlen: int) -> None: ...
-    def command(self, *arguments: Buffer | str | int) -> None: ...
-    def take(self) -> list[bytes | memoryview]: ...
-    @property
-    def by_reference_threshold(self) -> int: ...
-    @property
-    def pending_bytes(self) -> int: ...
-    @property
-    def command_count(self) -> int: ...
+# -- sansio/ws_frame.pxi -----------------------------------------------------
 
-# batch_header.pxi
+def close_reason(reason: str) -> bytes: ...
+
+# -- sansio/header_scanner.pxi, sansio/batch_header.pxi ----------------------
+
 _OffsetsName = Literal["auto", "start", "end"]
 _RouteModeName = Literal["single", "any", "listed"]
 
 class BatchHeaderError(ValueError):
     reason: str
     close_code: int
-    def __init__(self, reason: str, close_code: int = 1007) -> None: ...
+    def __init__(self, reason: object, close_code: int = 1007) -> None: ...
 
 @final
 class BatchRoute:
@@ -67,74 +90,36 @@ def parse_batch_header(
     route_sids: Iterable[str] = (),
 ) -> BatchHeader: ...
 
-# -- Redis ingest connection (ext/redis_pipe.pxi) ---------------------------
+# -- sansio/resp_writer.pxi --------------------------------------------------
 
-class RedisUnavailable(ConnectionError): ...
+@final
+class RespWriter:
+    def __new__(cls, by_reference_threshold: int = 16384, initial_capacity: int = 65536) -> RespWriter: ...
+    def xadd(self, key: Buffer, entry_id: Buffer, payload: Buffer, maxlen: int) -> None: ...
+    def command(self, *arguments: Buffer | str | int) -> None: ...
+    def take(self) -> list[bytes | memoryview]: ...
+    @property
+    def by_reference_threshold(self) -> int: ...
+    @property
+    def pending_bytes(self) -> int: ...
+    @property
+    def command_count(self) -> int: ...
 
-class PendingBatch:
-    owner: Any
-    expected: int
-    received: int
-    replies: list[Any] | None
-    error: Exception | None
-    nbytes: int
-    future: asyncio.Future[Any] | None
-    tag: Any
+# -- sansio/stream_entry.pxi, sansio/reply_parser.pxi, sansio/stream_commands.pxi
 
-class RedisPipe(asyncio.BufferedProtocol):
-    on_lost: Callable[[str], None] | None
-    connected: bool
-    in_flight_bytes: int
-    high_water: int
-    low_water: int
-    overloaded: bool
-    pending_batches: int
-    def __init__(
-        self,
-        on_lost: Callable[[str], None] | None = None,
-        high_water: int = ...,
-        low_water: int = ...,
-        by_reference_threshold: int = ...,
-    ) -> None: ...
-    async def call(self, *arguments: bytes | str | int) -> Any: ...
-    def xadd_many(
-        self, entries: Iterable[tuple[bytes, bytes, Buffer, int]]
-    ) -> asyncio.Future[list[bytes]]: ...
-    def close(self) -> None: ...
-    async def drained(self) -> None: ...
-
-# -- producer sockets (ext/push_session.pxi) --------------------------------
-
-class PushSession(WSListener):
-    entries_stored: int
-    bytes_stored: int
-    def __init__(
-        self,
-        link: Any,
-        maxlens: dict[bytes, int],
-        load_maxlens: Callable[[list[bytes]], Any],
-        route: BatchRoute,
-        batch_mode: bool,
-        ack: bool,
-        offsets: str,
-        max_message_size: int,
-    ) -> None: ...
-    def close(self, code: int, reason: str) -> None: ...
-    def set_held(self, held: bool) -> None: ...
-    def replies_done(self) -> None: ...
-
-# -- the read path (ext/stream_reply.pxi, stream_reader.pxi, pull_session.pxi) --
-
-ShapeName = Literal["simple", "xread", "range"]
-CursorTuple = tuple[Literal["id", "now", "newest"], int, int]
+_ShapeName = Literal["simple", "xread", "range"]
+_CursorTuple = tuple[Literal["id", "now", "newest"], int, int]
 
 class RedisProtocolError(ConnectionError): ...
 
 @final
 class StreamKey:
-    sid: str
-    key: bytes
-    json: bytes
+    @property
+    def sid(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def json(self) -> bytes: ...
     def __init__(self, sid: str) -> None: ...
 
 @final
@@ -153,46 +138,170 @@ class StreamEntry:
 def join_entries(entries: list[StreamEntry]) -> tuple[bytes, str]: ...
 
 @final
-class StreamReplyParser:
-    def __init__(self) -> None: ...
-    def expect(self, shape: ShapeName, keys: Iterable[StreamKey] = ()) -> None: ...
-    def feed(self, data: Buffer) -> list[Any]: ...
+class StreamReplyParser: ...
 
-class StreamReader(asyncio.BufferedProtocol):
-    on_lost: Callable[[str], None] | None
-    connected: bool
-    pending_requests: int
-    def __init__(self, on_lost: Callable[[str], None] | None = None) -> None: ...
-    def read(
-        self, requests: Iterable[tuple[ShapeName, list[StreamKey], tuple[Any, ...]]]
-    ) -> asyncio.Future[list[Any]]: ...
-    async def call(self, *arguments: bytes | str | int) -> Any: ...
+def stream_read(
+    key: StreamKey, count: int, newest: bool, after: tuple[int, int] | None = None
+) -> tuple[bytes | int, ...]: ...
+
+@final
+class StepFrames: ...
+
+# -- io/redis_connection.pxi -------------------------------------------------
+
+class RedisUnavailable(ConnectionError): ...
+
+@final
+class RedisRequest: ...
+
+@disjoint_base
+class RedisOwner: ...
+
+@final
+class FutureOwner(RedisOwner):
+    @property
+    def future(self) -> asyncio.Future[Any]: ...
+
+class _ConnectionBase: ...
+
+@disjoint_base
+class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
+    on_lost: Callable[[str], object] | None
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def writer(self) -> RespWriter: ...
+    @property
+    def in_flight_bytes(self) -> int: ...
+    @property
+    def high_water(self) -> int: ...
+    @property
+    def low_water(self) -> int: ...
+    @property
+    def overloaded(self) -> bool: ...
+    def __init__(
+        self,
+        counters: Counters | None = None,
+        on_lost: Callable[[str], object] | None = None,
+        high_water: int = ...,
+        low_water: int = ...,
+        by_reference_threshold: int = ...,
+    ) -> None: ...
+    async def drained(self) -> None: ...
+    def call(self, *arguments: Buffer | str | int) -> asyncio.Future[Any]: ...
     def close(self) -> None: ...
 
-class StreamRing:
-    stream: StreamKey
-    def __init__(self, stream: StreamKey, max_entries: int = 1024, max_bytes: int = ...) -> None: ...
-    def __len__(self) -> int: ...
-    @property
-    def floor(self) -> tuple[int, int]: ...
-    @property
-    def last(self) -> tuple[int, int]: ...
+@final
+class RedisPipe(RedisConnection):
+    def xadd_many(
+        self, entries: Iterable[tuple[bytes, bytes, Buffer, int]]
+    ) -> asyncio.Future[list[bytes]]: ...
 
-class PullFeed:
-    keys: tuple[StreamKey, ...]
-    rings: list[StreamRing]
-    sessions: set[Any]
-    started: bool
-    closed: bool
-    replies: int
-    entries_read: int
-    waiting_sessions: int
+@final
+class StreamReader(RedisConnection):
+    def __init__(
+        self, counters: Counters | None = None, on_lost: Callable[[str], object] | None = None
+    ) -> None: ...
+    def read(
+        self, requests: Iterable[tuple[_ShapeName, Iterable[StreamKey], Iterable[Any]]]
+    ) -> asyncio.Future[list[Any]]: ...
+
+# -- io/shards.pxi -----------------------------------------------------------
+
+@final
+class Shards:
+    @property
+    def nodes(self) -> int: ...
+    def __init__(self, nodes: int = 1) -> None: ...
+    def assign(self, first_slot: int, last_slot: int, node: int) -> None: ...
+    def set_pipe(self, node: int, pipe: RedisPipe | None) -> None: ...
+    def set_reader(self, node: int, reader: StreamReader | None) -> None: ...
+    def node_for_key(self, key: bytes) -> int: ...
+    def pipe_for_key(self, key: bytes) -> RedisPipe | None: ...
+    def reader_for_key(self, key: bytes) -> StreamReader | None: ...
+    def group_by_node(self, keys: Iterable[bytes]) -> dict[int, list[int]]: ...
+    @property
+    def in_flight_bytes(self) -> int: ...
+    @property
+    def connected(self) -> bool: ...
+
+# -- io/push_session.pxi -----------------------------------------------------
+
+class _MaxLenSource(Protocol):
+    """What a push session reads stream MAXLENs from (engine.maxlen.MaxLenCache)."""
+
+    values: dict[bytes, int]
+    def load(self, keys: list[bytes]) -> Awaitable[None]: ...
+
+@final
+class PushOptions:
+    @property
+    def route(self) -> BatchRoute: ...
+    @property
+    def batch(self) -> bool: ...
+    @property
+    def ack(self) -> bool: ...
+    @property
+    def offsets(self) -> _OffsetsName: ...
+    @property
+    def max_message_size(self) -> int: ...
+    def __init__(
+        self,
+        route: BatchRoute,
+        *,
+        batch: bool = False,
+        ack: bool = False,
+        offsets: _OffsetsName = "auto",
+        max_message_size: int = ...,
+    ) -> None: ...
+
+@final
+class PushMessage: ...
+
+@final
+class _PushOwner(RedisOwner): ...
+
+@disjoint_base
+class PushSession(WSListener):
+    def __init__(
+        self, options: PushOptions, shards: Shards, maxlens: _MaxLenSource, counters: Counters
+    ) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...
+
+# -- io/pull_feed.pxi --------------------------------------------------------
+
+@final
+class StreamRing:
+    @property
+    def stream(self) -> StreamKey: ...
+    def __init__(self, stream: StreamKey, max_entries: int = 1024, max_bytes: int = ...) -> None: ...
+
+@disjoint_base
+class FeedFollower(RedisOwner): ...
+
+@final
+class PullFeed(RedisOwner):
+    @property
+    def keys(self) -> tuple[StreamKey, ...]: ...
+    @property
+    def rings(self) -> list[StreamRing]: ...
+    @property
+    def followers(self) -> set[FeedFollower]: ...
+    @property
+    def started(self) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def read_count(self) -> int: ...
+    @property
+    def read_bytes(self) -> int: ...
     def __init__(
         self,
         keys: Iterable[StreamKey],
         read_count: int = 512,
         ring_entries: int = 1024,
         ring_bytes: int = ...,
+        read_bytes: int = ...,
     ) -> None: ...
     def ring(self, key: bytes) -> StreamRing: ...
     def prime(self, newest: list[Any]) -> None: ...
@@ -201,25 +310,72 @@ class PullFeed:
     def fail(self, reason: str) -> None: ...
     def close(self) -> None: ...
 
-class PullSession(WSListener):
-    steps_sent: int
-    entries_sent: int
-    bytes_sent: int
-    redis_reads: int
-    cursor_ids: list[tuple[int, int]]
+# -- io/pull_session.pxi -----------------------------------------------------
+
+class _FeedSource(Protocol):
+    """Where a pull socket finds the feed of its streams (engine.ws.hub.PullHub)."""
+
+    def attach(self, follower: FeedFollower, keys: list[StreamKey]) -> PullFeed: ...
+    def detach(self, follower: FeedFollower, feed: PullFeed) -> None: ...
+
+class _ReaderSource(Protocol):
+    """Where a pull socket finds the read connection of a stream (Shards)."""
+
+    def reader_for_key(self, key: bytes) -> StreamReader | None: ...
+
+@final
+class PullOptions:
+    @property
+    def keys(self) -> list[StreamKey]: ...
+    @property
+    def cursors(self) -> list[_CursorTuple]: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def latest(self) -> bool: ...
+    @property
+    def onebyone(self) -> bool: ...
+    @property
+    def header(self) -> bool: ...
+    @property
+    def ack(self) -> bool: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def sync_index(self) -> int: ...
+    @property
+    def min_interval(self) -> float: ...
     def __init__(
         self,
-        hub: Any,
-        reads: Any,
         keys: list[StreamKey],
-        cursors: list[CursorTuple],
-        count: int,
-        latest: bool,
-        onebyone: bool,
-        header: bool,
-        ack: bool,
-        timeout: float,
-        sync_index: int,
-        min_interval: float,
+        cursors: list[_CursorTuple],
+        *,
+        count: int = 1,
+        latest: bool = True,
+        onebyone: bool = False,
+        header: bool = True,
+        ack: bool = False,
+        timeout: float = 0.0,
+        sync_index: int = -1,
+        min_interval: float = 0.0,
+    ) -> None: ...
+
+@final
+class _PullHandle(FeedFollower): ...
+
+@disjoint_base
+class PullSession(WSListener):
+    def __init__(
+        self, options: PullOptions, hub: _FeedSource, readers: _ReaderSource, counters: Counters
     ) -> None: ...
     def close(self, code: int, reason: str) -> None: ...
+
+# -- inspect.pxi -------------------------------------------------------------
+
+@final
+class ReplyFeeder:
+    def __init__(self) -> None: ...
+    def expect(self, shape: _ShapeName, keys: Iterable[StreamKey] = ()) -> None: ...
+    def feed(self, data: Buffer) -> list[Any]: ...
+
+def feed_state(feed: PullFeed) -> dict[str, int]: ...

@@ -41,7 +41,7 @@ def parse_cursor(text: str) -> Cursor:
     except OverflowError:
         raise BadCursor(f"last_entry_id {text!r} is out of range") from None
     except ValueError:
-        form = ""
+        form, ms, seq = "*", 0, 0  # refused below
     if form not in ("ms", "ms-seq"):
         raise BadCursor(f"last_entry_id {text!r} is not '*', '$', '0' or an entry id '<ms>-<seq>'")
     return Cursor("id", ms, seq)

@@ -21,6 +21,9 @@ from engine.users import UsersFile, dev_login_ok
 from engine.ws.hub import PullHub
 from engine.ws.router import WebSocketRouter
 
+# The connections a process holds to each Redis node.
+Link = RedisLink[RedisPipe] | RedisLink[StreamReader]
+
 
 @dataclass
 class Runtime:
@@ -34,7 +37,7 @@ class Runtime:
     users: UsersFile
     counters: Counters
     shards: Shards  # which ingest and read connection serves a key
-    links: list[RedisLink[RedisPipe] | RedisLink[StreamReader]]
+    links: list[Link]
     maxlens: MaxLenCache
     pulls: PullHub
     ws_router: WebSocketRouter = field(init=False)
@@ -49,30 +52,19 @@ class Runtime:
             raise ValueError("the engine needs a Redis URL (PTG_REDIS_URL)")
         address = RedisAddress(config.redis_url)
         counters = Counters()
+        # One node for now: Redis Cluster support reads the slot map and assigns slots.
         shards = Shards()
-        # One node for now: the Redis Cluster support adds a link pair per master.
-        ingest = functools.partial(RedisPipe, counters)
-        reads = functools.partial(StreamReader, counters)
-        links: list[RedisLink[RedisPipe] | RedisLink[StreamReader]] = [
-            RedisLink(address, ingest, "ingest", functools.partial(shards.set_pipe, 0), counters=counters),
-            RedisLink(address, reads, "read", functools.partial(shards.set_reader, 0), counters=counters),
-        ]
+        links = await connect_nodes(shards, [address], counters)
         control = control_client(config.redis_url)
-        try:
-            for link in links:
-                await link.connect()
-        except BaseException:
-            for link in links:
-                link.close()
-            await control.aclose()
-            raise
         maxlens = MaxLenCache(control, config.max_len)
         maxlens.start()
         return cls(
             config=config,
             control=control,
             catalog=StreamCatalog(control),
-            signer=TokenSigner(config.secret or load_or_create_secret(config.data_dir), config.token_lifetime),
+            signer=TokenSigner(
+                config.secret or load_or_create_secret(config.data_dir), config.token_lifetime
+            ),
             users=UsersFile(config.data_dir),
             counters=counters,
             shards=shards,
@@ -94,3 +86,27 @@ class Runtime:
         for link in self.links:
             await link.wait_closed()
         await self.control.aclose()
+
+
+async def connect_nodes(shards: Shards, addresses: list[RedisAddress], counters: Counters) -> list[Link]:
+    """An ingest and a read connection to each node (``addresses[i]`` is node i of
+    ``shards``), published into ``shards`` and reconnected while they are down.
+    Raises what the first connections raised, leaving nothing open."""
+    links: list[Link] = []
+    for node, address in enumerate(addresses):
+        ingest = functools.partial(RedisPipe, counters)
+        reads = functools.partial(StreamReader, counters)
+        links.append(
+            RedisLink(address, ingest, "ingest", functools.partial(shards.set_pipe, node), counters=counters)
+        )
+        links.append(
+            RedisLink(address, reads, "read", functools.partial(shards.set_reader, node), counters=counters)
+        )
+    try:
+        for link in links:
+            await link.connect()
+    except BaseException:
+        for link in links:
+            link.close()
+        raise
+    return links

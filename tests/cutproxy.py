@@ -12,7 +12,8 @@ class CutProxy:
     """Listens on 127.0.0.1:port and forwards to a Redis unix socket.
 
     ``cut()`` aborts every open connection; ``refuse(True)`` makes new ones
-    fail at once, as a Redis that is down would.
+    fail at once, as a Redis that is down would; ``hold_replies(True)`` keeps
+    what Redis sends until ``hold_replies(False)``, as a slow node would.
     """
 
     def __init__(self, redis_socket: str):
@@ -23,6 +24,8 @@ class CutProxy:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.transports: set[Any] = set()
         self.server: asyncio.Server | None = None
+        self.replies_flowing = asyncio.Event()
+        self.replies_flowing.set()
 
     def start(self) -> CutProxy:
         self.thread.start()
@@ -41,13 +44,18 @@ class CutProxy:
         pair = (client_writer.transport, upstream_writer.transport)
         self.transports.update(pair)
         await asyncio.gather(
-            self._pump(client_reader, upstream_writer), self._pump(upstream_reader, client_writer)
+            self._pump(client_reader, upstream_writer),
+            self._pump(upstream_reader, client_writer, self.replies_flowing),
         )
         self.transports.difference_update(pair)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event | None = None
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if flowing is not None:
+                    await flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -64,6 +72,14 @@ class CutProxy:
 
     def refuse(self, refusing: bool) -> None:
         self.refusing = refusing
+
+    def hold_replies(self, holding: bool) -> None:
+        event = self.replies_flowing
+        self.loop.call_soon_threadsafe(event.clear if holding else event.set)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         async def shut_down() -> None:

@@ -1,6 +1,7 @@
-"""The engine's endpoints served in-process, on uvloop or on plain asyncio: a picows
-server whose listeners come from the engine's own endpoint factories, with a real
-Runtime on the tests' Redis. Tests inject faults and small feed sizes here."""
+"""The engine's WebSocket endpoints served in-process, on uvloop or on plain asyncio:
+a picows server whose listeners come from the engine's own endpoint factories (no
+tokens), with a real Runtime on the tests' Redis. Tests inject faults, small feed
+sizes and other shard maps here."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from engine.redis.link import RedisAddress
 from engine.runtime import Runtime
 from engine.ws.hub import PullHub
 from engine.ws.pull import pull_endpoint
+from engine.ws.router import ENDPOINTS
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -59,7 +61,7 @@ class FaultyReaders:
 
 
 @dataclass
-class PullServer:
+class Served:
     runtime: Runtime
     server: Any
     port: int
@@ -69,20 +71,26 @@ class PullServer:
         await self.runtime.close()
 
 
-async def pull_server(redis_url: str, tls: ssl.SSLContext | None = None, **feed_options: int) -> PullServer:
-    """Pull sockets on a free port. A socket whose query has ``fault=N`` reads
-    from Redis through readers that fail after N uses."""
-    runtime = await open_runtime(redis_url, **feed_options)
+async def serve(runtime: Runtime, tls: ssl.SSLContext | None = None) -> Served:
+    """``/data/{sid}/push`` and ``/data/{sid}/pull`` of ``runtime`` on a free port.
+    A pull socket whose query has ``fault=N`` reads from Redis through readers
+    that fail after N uses."""
 
     def route(request: WSUpgradeRequest) -> Any:
         path, _, query_text = request.path.decode().partition("?")
-        sids = path.split("/")[2].split("+")
+        _, _, sid_text, endpoint = path.split("/")
+        sids = sid_text.split("+")
         query = dict(parse_qsl(query_text))
         if "fault" in query:
             faulty = FaultyReaders(runtime.shards, int(query.pop("fault")))
             own = SimpleNamespace(pulls=runtime.pulls, shards=faulty, counters=runtime.counters)
             return pull_endpoint(own, sids, query, "test")  # type: ignore[arg-type]
-        return pull_endpoint(runtime, sids, query, "test")
+        return ENDPOINTS[endpoint](runtime, sids, query, "test")
 
     server = await ws_create_server(route, "127.0.0.1", 0, ssl=tls)
-    return PullServer(runtime, server, server.sockets[0].getsockname()[1])
+    return Served(runtime, server, server.sockets[0].getsockname()[1])
+
+
+async def pull_server(redis_url: str, tls: ssl.SSLContext | None = None, **feed_options: int) -> Served:
+    """A runtime on ``redis_url`` served in-process (feeds of ``feed_options``)."""
+    return await serve(await open_runtime(redis_url, **feed_options), tls)

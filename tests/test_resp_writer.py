@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 import hiredis
 import pytest

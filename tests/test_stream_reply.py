@@ -12,7 +12,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine._core import RedisProtocolError, StreamKey, ReplyFeeder, join_entries
+from engine._core import RedisProtocolError, ReplyFeeder, StreamKey, join_entries
 from tests.rawredis import redis_socket
 
 

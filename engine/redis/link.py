@@ -45,7 +45,7 @@ class RedisAddress:
     ``ssl_ca_certs``, ``ssl_certfile``, ...) mean what they mean there."""
 
     def __init__(self, url: str):
-        options = parse_url(url)
+        options = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         self.url = url
         self.unix_path: str | None = options.get("path")
         self.host: str = options.get("host", "localhost")

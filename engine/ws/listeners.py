@@ -20,6 +20,6 @@ class ClosingListener(WSListener):
         self.counters = counters
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        self.counters.record_close(self.code)
+        self.counters.record_close(self.code.value)
         transport.send_close(self.code, self.reason)
         transport.disconnect()

@@ -3,7 +3,7 @@ per-frame work is engine._core.PushSession)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from picows import WSListener
 from picows import WSUpgradeResponseWithListener as Answer
@@ -14,6 +14,7 @@ from engine.ws.query import BadQuery, bad_request, flag
 if TYPE_CHECKING:
     from engine.runtime import Runtime
 
+Offsets = Literal["auto", "start", "end"]
 OFFSETS = ("auto", "start", "end")
 
 
@@ -32,7 +33,7 @@ def push_options(sids: list[str], query: dict[str, str], max_message_size: int) 
         route,
         batch=flag(query, "batch"),
         ack=flag(query, "ack"),
-        offsets=offsets,
+        offsets=cast(Offsets, offsets),
         max_message_size=max_message_size,
     )
 

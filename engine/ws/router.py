@@ -8,9 +8,9 @@ and no socket is opened.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import orjson
@@ -84,5 +84,7 @@ class WebSocketRouter:
         try:
             sids = split_stream_ids(parts[2].encode("latin-1"))
         except InvalidStreamId as error:
-            return ClosingListener(WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}", self.runtime.counters)
+            return ClosingListener(
+                WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}", self.runtime.counters
+            )
         return self.endpoints[parts[3]](self.runtime, sids, query, user)

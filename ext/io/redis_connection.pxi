@@ -218,7 +218,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         if self.on_lost is not None:
             self.on_lost(reason)
 
-    def get_buffer(self, Py_ssize_t size_hint):
+    def get_buffer(self, Py_ssize_t sizehint):
         return self.read_buffer()
 
     def buffer_updated(self, Py_ssize_t nbytes):
