@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from bench.loaders import ConnectionResult, LoadPlan
+from bench.plan import ConnectionResult, LoadPlan
 
 MAX_HEAD = 64 * 1024
 

@@ -11,37 +11,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event
-from typing import Any, Protocol
+from typing import Any
+
+from bench.plan import ConnectionResult, LoadPlan, LoadSession
 
 # Time the parent gives every loader between "go" and the common start.
 START_MARGIN = 0.05
-
-
-@dataclass(frozen=True)
-class LoadPlan:
-    """What one loader process does (picklable: it crosses a spawn)."""
-
-    mode: str  # push-batch | push-single | post-data
-    base_url: str  # http://host:port of the engine
-    token: str
-    sids: tuple[str, ...]  # one per connection of this process
-    entry_size: int
-    entries_per_message: int  # batch size; parts per request; 1 for push-single
-    ack: bool
-    window: int
-    duration: float
-    drain_timeout: float
-    seed: int
-
-
-@dataclass
-class ConnectionResult:
-    sid: str
-    sent_entries: int = 0  # written to the socket
-    confirmed_entries: int = 0  # acked (push with ack) or answered 2xx (post)
-    messages: int = 0  # batches, single entries or requests
-    bad_confirmations: int = 0  # acks or answers that did not list one id per entry
-    error: str | None = None
 
 
 @dataclass
@@ -52,16 +27,6 @@ class WorkerResult:
     stopped_sending: float = 0.0
     drained: float = 0.0
     error: str | None = None
-
-
-class LoadSession(Protocol):
-    """One connection's load: the same life cycle for WebSocket push and HTTP POST."""
-
-    async def connect(self) -> None: ...
-    async def send_until(self, stop_at: float) -> None: ...
-    async def drain(self, deadline: float) -> None: ...
-    async def close(self) -> None: ...
-    def result(self) -> ConnectionResult: ...
 
 
 def _sessions(plan: LoadPlan) -> list[LoadSession]:

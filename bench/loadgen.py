@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import BaselineResult, measure_baseline
-from bench.loaders import LoadPlan, WorkerResult, run_loaders, split_connections
+from bench.loaders import WorkerResult, run_loaders, split_connections
 from bench.monitor import RunMonitor
+from bench.plan import LoadPlan
 from bench.target import (
     UNTRIMMED_MAX_LEN,
     ControlClient,

@@ -17,7 +17,7 @@ import urllib.parse
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.loaders import ConnectionResult, LoadPlan
+from bench.plan import ConnectionResult, LoadPlan
 
 # Without acks, yield to the event loop after about this many bytes of sends
 # (acks, pause_writing and the stop timer need the loop to run).

@@ -11,9 +11,12 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII, PyU
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t, UINT64_MAX
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+from posix.uio cimport iovec
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
+import asyncio
 import logging
+from collections import deque
 
 from hiredis import ReplyError
 

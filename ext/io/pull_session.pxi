@@ -11,14 +11,13 @@
 # and written with one writev straight to the socket when the transport has
 # nothing queued.
 #
-# Uses: common.pxi, counters.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi,
+# Uses: common.pxi, counters.pxi, sansio/decimal.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi,
 #       sansio/stream_entry.pxi, sansio/reply_parser.pxi, sansio/stream_commands.pxi,
 #       sansio/step_frames.pxi, io/vectored_write.pxi, io/redis_connection.pxi,
 #       io/pull_feed.pxi
 
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-import asyncio
 
 # A socket catching up from Redis reads this many entries (or `count`) at once,
 # fewer when entries are large (PULL_READ_BYTES).

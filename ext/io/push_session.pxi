@@ -8,9 +8,9 @@
 # connections they went; acks leave in the order the messages came.
 #
 # Uses: common.pxi, counters.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi,
-#       sansio/batch_header.pxi, io/redis_connection.pxi, io/shards.pxi
+#       sansio/header_scanner.pxi, sansio/batch_header.pxi, io/redis_connection.pxi,
+#       io/shards.pxi
 
-import asyncio
 
 cdef enum HandleResult:
     HANDLED = 0

@@ -15,14 +15,11 @@
 #                 into ready WebSocket frames.
 # Reconnecting is done once per connection, in Python (engine/redis/link.py).
 #
-# Uses: common.pxi, counters.pxi, sansio/resp_writer.pxi, sansio/stream_entry.pxi,
-#       sansio/reply_parser.pxi, io/vectored_write.pxi
+# Uses: common.pxi, counters.pxi, sansio/resp_writer.pxi, sansio/reply_parser.pxi,
+#       io/vectored_write.pxi
 
-from posix.uio cimport iovec
 
-import asyncio
 import socket
-from collections import deque
 
 from hiredis import ProtocolError as HiredisProtocolError
 from hiredis import Reader as HiredisReader

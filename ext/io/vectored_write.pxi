@@ -5,7 +5,7 @@
 # Uses: common.pxi
 
 from libc.errno cimport EINTR, errno
-from posix.uio cimport iovec, writev
+from posix.uio cimport writev
 
 
 cdef Py_ssize_t write_vectors(int fd, iovec* vectors, Py_ssize_t count) noexcept:

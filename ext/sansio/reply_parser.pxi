@@ -2,7 +2,7 @@
 # (XREAD, XRANGE, XREVRANGE) straight into StreamEntry objects, and simple
 # replies (status, error, integer, bulk string) into Python objects.
 #
-# Uses: common.pxi, sansio/decimal.pxi, sansio/entry_id.pxi, sansio/stream_entry.pxi
+# Uses: common.pxi, sansio/entry_id.pxi, sansio/stream_entry.pxi
 
 from cpython.buffer cimport PyBUF_WRITE
 from cpython.memoryview cimport PyMemoryView_FromMemory

@@ -10,7 +10,6 @@
 #
 # Uses: common.pxi, sansio/decimal.pxi
 
-from posix.uio cimport iovec
 
 cdef Py_ssize_t RESP_DEFAULT_BY_REFERENCE_THRESHOLD = 16 * 1024
 cdef Py_ssize_t RESP_DEFAULT_CAPACITY = 64 * 1024

@@ -8,7 +8,6 @@
 # Uses: common.pxi, sansio/ws_frame.pxi, sansio/stream_entry.pxi
 
 from cpython.ref cimport PyObject
-from posix.uio cimport iovec
 
 
 @cython.final

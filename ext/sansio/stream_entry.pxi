@@ -6,7 +6,7 @@
 # buffer into `wire` (or the kernel reads it there directly); every pull
 # socket then sends slices of the same immutable object: no copy per socket.
 #
-# Uses: common.pxi, sansio/decimal.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi
+# Uses: common.pxi, sansio/decimal.pxi, sansio/ws_frame.pxi
 
 import json as _json
 
