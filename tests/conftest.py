@@ -3,6 +3,9 @@ and engine servers started as `python -m engine` on free ports."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +15,9 @@ import redis
 
 from engine.launcher import EngineProcess, free_port
 from engine.redis.embedded import EmbeddedRedis
+from tests.cutproxy import CutProxy
 
-__all__ = ["ROOT", "EngineProcess", "free_port"]
+__all__ = ["ROOT", "EngineProcess", "free_port", "stored"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,3 +87,39 @@ def loop_engine(
 @pytest.fixture(scope="session")
 def loop_token(loop_engine: EngineProcess) -> str:
     return loop_engine.token()
+
+
+@pytest.fixture
+def sid(request: pytest.FixtureRequest) -> str:
+    """A new stream id, named after the test module (``push-1a2b...``)."""
+    return f"{request.module.__name__.rpartition('test_')[2]}-{uuid.uuid4().hex[:10]}"
+
+
+def stored(store: redis.Redis, sid: str) -> list[tuple[str, bytes]]:
+    """(entry id, payload) of every entry of ``sid``, as Redis holds them."""
+    return [(entry_id.decode(), fields[b"d"]) for entry_id, fields in store.xrange(sid)]
+
+
+@pytest.fixture
+def proxy(redis_server: EmbeddedRedis) -> Iterator[CutProxy]:
+    """A TCP proxy in front of the session's Redis that a test can cut or slow down."""
+    cut_proxy = CutProxy(str(redis_server.socket_path)).start()
+    yield cut_proxy
+    cut_proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 (PEM files)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -150,35 +149,14 @@ async def test_several_worker_processes_share_the_port(tmp_path: Path) -> None:
     assert gone(redis_process)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-async def test_tls_serves_https_and_wss(tmp_path: Path, redis_url: str) -> None:
+async def test_tls_serves_https_and_wss(
+    tmp_path: Path, redis_url: str, certificate: tuple[Path, Path]
+) -> None:
     import ssl
 
     import websockets
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = certificate
     engine = EngineProcess(
         tmp_path / "data", redis_url, ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
     )

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import httpx
 import pytest
 import redis
 
-
-@pytest.fixture
-def sid() -> str:
-    return f"post-{uuid.uuid4().hex[:10]}"
-
-
-def stored(store: redis.Redis, sid: str) -> list[tuple[str, bytes]]:
-    return [(entry_id.decode(), fields[b"d"]) for entry_id, fields in store.xrange(sid)]
+from tests.conftest import stored
 
 
 def test_every_file_part_is_an_entry_whatever_its_field_name(

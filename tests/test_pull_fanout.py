@@ -40,21 +40,21 @@ def own_token(own_engine: EngineProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def store(own_redis: EmbeddedRedis) -> redis.Redis:
+def own_store(own_redis: EmbeddedRedis) -> redis.Redis:
     return redis.Redis.from_url(own_redis.url)
 
 
-def xrange_calls(store: redis.Redis) -> int:
-    return int(store.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0))
+def xrange_calls(own_store: redis.Redis) -> int:
+    return int(own_store.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0))
 
 
-def blocked_xreads(store: redis.Redis) -> int:
+def blocked_xreads(own_store: redis.Redis) -> int:
     """Redis clients blocked in XREAD: one per feed of the engine."""
-    return sum(1 for client in store.client_list() if client.get("cmd") == "xread")
+    return sum(1 for client in own_store.client_list() if client.get("cmd") == "xread")
 
 
 async def test_a_thousand_pull_sockets_share_one_xread_per_stream_set(
-    own_engine: EngineProcess, own_token: str, store: redis.Redis
+    own_engine: EngineProcess, own_token: str, own_store: redis.Redis
 ) -> None:
     x, a, b = new_sid("x"), new_sid("a"), new_sid("b")
     paths = [[x]] * 500 + [[a, b]] * 250 + [[b, a]] * 250
@@ -69,11 +69,11 @@ async def test_a_thousand_pull_sockets_share_one_xread_per_stream_set(
         await asyncio.sleep(0.3)
         # {x} and {a, b}: two feeds, whatever the order of the path (this test runs
         # first on this engine, so no feed of another test lingers).
-        assert blocked_xreads(store) == 2
+        assert blocked_xreads(own_store) == 2
         ids = {s: [] for s in (x, a, b)}  # type: dict[str, list[str]]
         for round_ in range(3):
             for s in (x, a, b):
-                ids[s].append(store.xadd(s, {"d": b"%s:%d" % (s.encode(), round_)}).decode())
+                ids[s].append(own_store.xadd(s, {"d": b"%s:%d" % (s.encode(), round_)}).decode())
             await asyncio.sleep(0.02)
 
         async def received(ws: ClientConnection, sids: list[str]) -> dict[str, list[str]]:
@@ -91,7 +91,7 @@ async def test_a_thousand_pull_sockets_share_one_xread_per_stream_set(
 
 
 async def test_a_slow_consumer_does_not_slow_the_others(
-    own_engine: EngineProcess, own_token: str, store: redis.Redis
+    own_engine: EngineProcess, own_token: str, own_store: redis.Redis
 ) -> None:
     sid = new_sid("slow")
     url = own_engine.ws_url
@@ -100,14 +100,14 @@ async def test_a_slow_consumer_does_not_slow_the_others(
     slow = await connect(url, own_token, sid, latest="false", count=50, max_queue=1)
     slow_latest = await connect(url, own_token, sid, count=50, max_queue=1)
     await asyncio.sleep(0.2)
-    xranges_before = xrange_calls(store)
+    xranges_before = xrange_calls(own_store)
     ids: list[str] = []
     block = b"x" * 4096
     started = time.monotonic()
 
     async def produce() -> None:
         for burst in range(30):  # 3000 entries, 12 MiB: far beyond the feed's ring
-            pipe = store.pipeline(transaction=False)
+            pipe = own_store.pipeline(transaction=False)
             for i in range(100):
                 pipe.xadd(sid, {"d": b"%06d" % (100 * burst + i) + block})
             ids.extend(entry_id.decode() for entry_id in pipe.execute())
@@ -127,7 +127,7 @@ async def test_a_slow_consumer_does_not_slow_the_others(
     # The slow consumer in consecutive mode now reads: nothing is missing, in order
     # (its cursor waited; it caught up from Redis on its own).
     assert [e[1] for e in await collect(slow, 3000, timeout=30)] == ids
-    assert xrange_calls(store) > xranges_before
+    assert xrange_calls(own_store) > xranges_before
     # The slow consumer in latest mode skipped, and ends on the newest entry.
     latest_got: list[str] = []
     while not latest_got or latest_got[-1] != ids[-1]:
@@ -140,16 +140,16 @@ async def test_a_slow_consumer_does_not_slow_the_others(
 
 
 async def test_a_feed_reconnects_without_losing_entries(
-    own_engine: EngineProcess, own_token: str, store: redis.Redis
+    own_engine: EngineProcess, own_token: str, own_store: redis.Redis
 ) -> None:
     sid = new_sid("lost")
     async with await connect(own_engine.ws_url, own_token, sid, latest="false") as ws:
         await asyncio.sleep(0.2)
-        ids = [store.xadd(sid, {"d": b"before"}).decode()]
+        ids = [own_store.xadd(sid, {"d": b"before"}).decode()]
         assert [e[1] for e in await step(ws)] == ids
-        feeds = [c for c in store.client_list() if c.get("cmd") == "xread"]
+        feeds = [c for c in own_store.client_list() if c.get("cmd") == "xread"]
         for client in feeds:
-            store.client_kill_filter(_id=client["id"])
-        ids += [store.xadd(sid, {"d": b"during %d" % i}).decode() for i in range(5)]
+            own_store.client_kill_filter(_id=client["id"])
+        ids += [own_store.xadd(sid, {"d": b"during %d" % i}).decode() for i in range(5)]
         got = await collect(ws, 5, timeout=10)
         assert [e[1] for e in got] == ids[1:]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,20 +19,6 @@ from engine._core import RedisUnavailable, StreamKey, StreamReader, feed_state
 from engine.redis.link import RedisAddress
 from tests.inprocess import LOOPS, pull_server, run
 from tests.pulling import collect, step
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    files = ["-keyout", str(key), "-out", str(cert)]
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject, *files],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import EngineProcess
+from tests.conftest import EngineProcess, stored
 from tests.pushclient import push, push_url
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def sid() -> str:
-    return f"push-{uuid.uuid4().hex[:10]}"
-
-
-def stored(store: redis.Redis, sid: str) -> list[tuple[str, bytes]]:
-    return [(entry_id.decode(), fields[b"d"]) for entry_id, fields in store.xrange(sid)]
 
 
 def url(engine: EngineProcess, token: str, segment: str, **query: object) -> str:

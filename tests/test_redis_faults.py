@@ -16,17 +16,9 @@ import redis
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from engine.redis.embedded import EmbeddedRedis
 from tests.conftest import EngineProcess
 from tests.cutproxy import CutProxy
 from tests.pushclient import push, push_url
-
-
-@pytest.fixture
-def proxy(redis_server: EmbeddedRedis) -> Iterator[CutProxy]:
-    cut_proxy = CutProxy(str(redis_server.socket_path)).start()
-    yield cut_proxy
-    cut_proxy.stop()
 
 
 @pytest.fixture

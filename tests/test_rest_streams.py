@@ -10,16 +10,6 @@ import pytest
 import redis
 
 
-@pytest.fixture
-def sid() -> str:
-    return f"cam-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def store(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
 def test_ping_is_true_without_a_token(anon: httpx.Client) -> None:
     response = anon.get("/ping")
     assert response.status_code == 200

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -31,13 +30,6 @@ def sid_on_node(node: int, prefix: str) -> str:
         sid = f"{prefix}-{uuid.uuid4().hex[:8]}"
         if (key_slot(sid.encode()) >= HALF) == bool(node):
             return sid
-
-
-@pytest.fixture
-def proxy(redis_server: object) -> Iterator[CutProxy]:
-    server = CutProxy(str(redis_server.socket_path)).start()  # type: ignore[attr-defined]
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))

@@ -31,7 +31,7 @@ cdef class StreamRing:
     an id above the floor is in it; older ones were evicted or predate the feed.
     Positions are absolute: entry ``entries[i]`` is at ``base + i``."""
 
-    cdef readonly StreamKey stream
+    cdef StreamKey stream
     cdef list entries
     cdef Py_ssize_t base
     cdef uint64_t floor_ms
@@ -135,7 +135,7 @@ cdef class PullFeed(RedisOwner):
     wake the followers waiting for entries."""
 
     cdef readonly tuple keys          # StreamKey, in the feed's order
-    cdef readonly list rings
+    cdef list rings
     cdef dict ring_by_key
     cdef list waiting                 # FeedFollower waiting for an entry
     cdef readonly set followers
@@ -143,7 +143,7 @@ cdef class PullFeed(RedisOwner):
     cdef readonly bint started
     cdef readonly bint closed
     cdef readonly Py_ssize_t read_count     # entries per stream per XREAD at most
-    cdef readonly Py_ssize_t read_bytes     # bytes per stream per XREAD, about
+    cdef Py_ssize_t read_bytes              # bytes per stream per XREAD, about
 
     def __init__(self, keys, Py_ssize_t read_count=FEED_READ_COUNT,
                  Py_ssize_t ring_entries=RING_MAX_ENTRIES, Py_ssize_t ring_bytes=RING_MAX_BYTES,

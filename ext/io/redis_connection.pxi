@@ -91,7 +91,7 @@ cdef class FutureOwner(RedisOwner):
     each request's reply (or list of replies) in ``slot`` order; with
     ``raise_errors`` an error reply raises instead."""
 
-    cdef readonly object future
+    cdef object future
     cdef list results
     cdef Py_ssize_t left
     cdef bint raise_errors
@@ -147,7 +147,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     cdef bint broken                  # a reply made no sense: read nothing more
     cdef str lost_reason
     cdef public object on_lost        # callable(reason: str) or None
-    cdef readonly RespWriter writer
+    cdef RespWriter writer
     cdef object pending               # deque[RedisRequest]
     cdef RedisRequest open            # the request being framed, not queued yet
     cdef list done_owners             # owners whose requests completed in this read
@@ -159,9 +159,9 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     # Backpressure
     cdef bint transport_paused        # the transport's own write buffer is full
     cdef readonly Py_ssize_t in_flight_bytes
-    cdef readonly Py_ssize_t high_water
-    cdef readonly Py_ssize_t low_water
-    cdef readonly bint overloaded
+    cdef Py_ssize_t high_water
+    cdef Py_ssize_t low_water
+    cdef bint overloaded
     cdef set held                     # owners asked to stop sending
     cdef list drain_waiters           # futures of drained()
 

@@ -110,9 +110,6 @@ cdef class Shards:
         """Publish ``node``'s read connection (None: it is down)."""
         self.readers[node] = reader
 
-    def node_for_key(self, bytes key):
-        return self.node_of(key)
-
     def pipe_for_key(self, bytes key):
         """The ingest connection of ``key``, or None while its node is down."""
         return self.pipe_for(key)
@@ -130,14 +127,3 @@ cdef class Shards:
             groups.setdefault(self.node_of(key), []).append(i)
             i += 1
         return groups
-
-    @property
-    def in_flight_bytes(self):
-        """Payload bytes sent to Redis and not yet confirmed, on every node."""
-        return sum((<RedisPipe>pipe).in_flight_bytes for pipe in self.pipes if pipe is not None)
-
-    @property
-    def connected(self):
-        """Whether every node's ingest and read connections are up."""
-        return all(connection is not None and connection.connected
-                   for connection in self.pipes + self.readers)

@@ -104,8 +104,3 @@ def parse_entry_id(text):
     if _read_python_id(text, &ms, &seq) != ID_EXACT:
         raise ValueError(f"{text!r} is not an entry id <ms>-<seq>")
     return ms, seq
-
-
-def format_entry_id(uint64_t ms, uint64_t seq):
-    """"<ms>-<seq>"."""
-    return entry_id_bytes(ms, seq).decode("ascii")
