@@ -29,25 +29,29 @@ cdef EntryIdForm read_entry_id(const unsigned char* text, Py_ssize_t length, uin
                                uint64_t* seq) noexcept nogil:
     """Which form ``text[:length]`` has; ``ms`` and ``seq`` are set as far as it names them."""
     cdef Py_ssize_t i = 0
-    cdef int read
+    cdef int read_ms, read_seq = 1
+    cdef EntryIdForm form
     ms[0] = 0
     seq[0] = 0
     if length == 1 and text[0] == c'*':
         return ID_ANY
-    read = read_decimal(text, length, &i, ms)
-    if read <= 0:
-        return ID_TOO_LARGE if read < 0 and (i == length or text[i] == c'-') else ID_INVALID
+    read_ms = read_decimal(text, length, &i, ms)
+    if read_ms == 0:
+        return ID_INVALID
     if i == length:
-        return ID_MS
-    if text[i] != c'-':
+        form = ID_MS
+    elif text[i] != c'-':
         return ID_INVALID
-    i += 1
-    if i + 1 == length and text[i] == c'*':
-        return ID_MS_ANY_SEQ
-    read = read_decimal(text, length, &i, seq)
-    if i != length or read == 0:
-        return ID_INVALID
-    return ID_EXACT if read > 0 else ID_TOO_LARGE
+    elif i + 2 == length and text[i + 1] == c'*':
+        form = ID_MS_ANY_SEQ
+    else:
+        i += 1
+        read_seq = read_decimal(text, length, &i, seq)
+        if read_seq == 0 or i != length:
+            return ID_INVALID
+        form = ID_EXACT
+    # Well formed, but a number beyond uint64_t: out of range rather than malformed.
+    return ID_TOO_LARGE if read_ms < 0 or read_seq < 0 else form
 
 
 cdef inline bint id_less(uint64_t ams, uint64_t aseq, uint64_t bms, uint64_t bseq) noexcept nogil:
