@@ -15,7 +15,7 @@ import websockets
 
 from engine._core import Shards, key_slot
 from engine.redis.link import RedisAddress
-from engine.runtime import connect_nodes
+from engine.runtime import Runtime, connect_nodes
 from tests.cutproxy import CutProxy
 from tests.inprocess import LOOPS, open_runtime, run, serve
 from tests.pulling import collect, step
@@ -30,6 +30,22 @@ def sid_on_node(node: int, prefix: str) -> str:
         sid = f"{prefix}-{uuid.uuid4().hex[:8]}"
         if (key_slot(sid.encode()) >= HALF) == bool(node):
             return sid
+
+
+async def two_node_runtime(redis_url: str, proxy: CutProxy, **feed_options: int) -> Runtime:
+    """A runtime whose shard map has two nodes: node 1 is the same Redis behind a
+    proxy that can hold its replies back, as a slow node would."""
+    runtime = await open_runtime(redis_url, **feed_options)
+    shards = Shards(2)
+    shards.assign(0, HALF - 1, 0)
+    shards.assign(HALF, 16383, 1)
+    old = runtime.links
+    addresses = [RedisAddress(redis_url), RedisAddress(proxy.url)]
+    runtime.links = await connect_nodes(shards, addresses, runtime.counters)
+    runtime.shards = shards
+    for link in old:
+        link.close()
+    return runtime
 
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))
@@ -80,19 +96,7 @@ def test_a_message_spread_over_two_connections_is_acked_in_order(
     near, far = sid_on_node(0, "near"), sid_on_node(1, "far")
 
     async def main() -> None:
-        runtime = await open_runtime(redis_url)
-        shards = Shards(2)
-        shards.assign(0, HALF - 1, 0)
-        shards.assign(HALF, 16383, 1)
-        old = runtime.links
-        # Node 1 is the same Redis behind a proxy that can hold its replies back.
-        runtime.links = await connect_nodes(
-            shards, [RedisAddress(redis_url), RedisAddress(proxy.url)], runtime.counters
-        )
-        runtime.shards = shards
-        for link in old:
-            link.close()
-        served = await serve(runtime)
+        served = await serve(await two_node_runtime(redis_url, proxy))
         try:
             url = f"ws://127.0.0.1:{served.port}/data/*/push?batch=true&ack=true"
             async with websockets.connect(url) as ws:
@@ -140,18 +144,8 @@ def test_pull_sockets_read_each_stream_from_its_own_node(
     }
 
     async def main() -> None:
-        runtime = await open_runtime(redis_url, ring_entries=1)
-        shards = Shards(2)
-        shards.assign(0, HALF - 1, 0)
-        shards.assign(HALF, 16383, 1)
-        old = runtime.links
-        runtime.links = await connect_nodes(
-            shards, [RedisAddress(redis_url), RedisAddress(proxy.url)], runtime.counters
-        )
-        runtime.shards = shards
-        for link in old:
-            link.close()
-        served = await serve(runtime)
+        served = await serve(await two_node_runtime(redis_url, proxy, ring_entries=1))
+        runtime = served.runtime
         try:
             url = f"ws://127.0.0.1:{served.port}/data/{near}+{far}/pull?last_entry_id=0&latest=false&count=10"
             async with websockets.connect(url) as ws:
