@@ -50,7 +50,11 @@ class EngineApp:
         await receive()  # lifespan.startup
         try:
             self.runtime = await Runtime.open(self.config)
-            self.http = self.http_factory(self.runtime)
+            try:
+                self.http = self.http_factory(self.runtime)
+            except BaseException:
+                await self.runtime.close()
+                raise
         except Exception as error:
             log.error("cannot start: %s", error)
             await send({"type": "lifespan.startup.failed", "message": str(error)})

@@ -54,6 +54,8 @@ class Runtime:
         counters = Counters()
         # One node for now: Redis Cluster support reads the slot map and assigns slots.
         shards = Shards()
+        # What can fail without Redis comes first: nothing is left open then.
+        signer = TokenSigner(config.secret or load_or_create_secret(config.data_dir), config.token_lifetime)
         links = await connect_nodes(shards, [address], counters)
         control = control_client(config.redis_url)
         maxlens = MaxLenCache(control, config.max_len)
@@ -62,9 +64,7 @@ class Runtime:
             config=config,
             control=control,
             catalog=StreamCatalog(control),
-            signer=TokenSigner(
-                config.secret or load_or_create_secret(config.data_dir), config.token_lifetime
-            ),
+            signer=signer,
             users=UsersFile(config.data_dir),
             counters=counters,
             shards=shards,

@@ -14,15 +14,15 @@ cdef class Counters:
     """What one engine process did since it started (sockets: how many are open)."""
 
     # Producers
-    cdef public uint64_t push_messages      # complete messages received
+    cdef public uint64_t push_messages      # complete WebSocket messages (a batch: header and blob)
     cdef public uint64_t push_entries       # entries Redis confirmed
-    cdef public uint64_t push_bytes         # their payload bytes
-    cdef public uint64_t push_acks          # acks sent
+    cdef public uint64_t push_bytes         # payload bytes of messages stored whole
+    cdef public uint64_t push_acks          # acks written to producers
     cdef public uint64_t producer_pauses    # a producer's socket paused while Redis caught up
     # Redis
     cdef public uint64_t redis_replies
     cdef public uint64_t redis_errors       # error replies
-    cdef public uint64_t redis_reconnects
+    cdef public uint64_t redis_reconnects   # counted by engine/redis/link.py
     # Consumers
     cdef public uint64_t pull_steps
     cdef public uint64_t pull_entries

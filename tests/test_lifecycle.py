@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,10 @@ def test_unreachable_redis_is_retried_with_one_line_each_and_no_traceback(tmp_pa
         engine.stop()
     log = engine.log()
     assert log.count("is not reachable") >= 3
-    assert "retrying in 0.1 s" in log and "retrying in 0.2 s" in log
+    # Waits double from 0.1 s, each drawn from the upper half of its step (jitter).
+    waits = [float(wait) for wait in re.findall(r"retrying in ([0-9.]+) s", log)]
+    for wait, step in zip(waits, [0.1, 0.2, 0.4, 0.8], strict=False):
+        assert step / 2 - 0.05 <= wait <= step + 0.05
     assert "Traceback" not in log
 
 

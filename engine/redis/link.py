@@ -139,6 +139,8 @@ class RedisLink(Generic[Connection]):
         # on_lost is set once the connection is proven: a failed attempt is
         # reported by the exception, not as a lost connection.
         connection.on_lost = self._lost
+        if not connection.connected:
+            raise ConnectionResetError("the connection to Redis was lost while it opened")
         self._hold(connection)
 
     def start(self) -> None:

@@ -19,12 +19,15 @@ async def read_streams(shards: Shards, commands: Sequence[ReadCommand]) -> list[
     replies (lists of StreamEntry, or hiredis.ReplyError) in the order given.
     Raises RedisUnavailable when a node's read connection is down."""
     groups = shards.group_by_node([key.key for key, _ in commands])
-    reads = []
-    for indexes in groups.values():
-        reader = shards.reader_for_key(commands[indexes[0]][0].key)
-        if reader is None:
-            raise RedisUnavailable("Redis is unavailable")
-        reads.append(reader.read([("range", [commands[i][0]], commands[i][1]) for i in indexes]))
+    # Every node's connection first: nothing is sent unless all can be.
+    readers = [shards.reader_for_key(commands[indexes[0]][0].key) for indexes in groups.values()]
+    if None in readers:
+        raise RedisUnavailable("Redis is unavailable")
+    reads = [
+        reader.read([("range", [commands[i][0]], commands[i][1]) for i in indexes])
+        for reader, indexes in zip(readers, groups.values(), strict=True)
+        if reader is not None
+    ]
     replies: list[Any] = [None] * len(commands)
     for indexes, group_replies in zip(groups.values(), await _all(reads), strict=True):
         for index, reply in zip(indexes, group_replies, strict=True):
@@ -37,13 +40,18 @@ async def store_entries(shards: Shards, entries: Sequence[Entry]) -> list[bytes]
     (no socket to pause here); the entry ids in the order given. Raises
     RedisUnavailable, or the first error reply (hiredis.ReplyError)."""
     groups = shards.group_by_node([key for key, _, _, _ in entries])
-    writes = []
-    for indexes in groups.values():
-        pipe = shards.pipe_for_key(entries[indexes[0]][0])
-        if pipe is None:
-            raise RedisUnavailable("Redis is unavailable")
-        await pipe.drained()
-        writes.append(pipe.xadd_many([entries[i] for i in indexes]))
+    # Every node's connection first: nothing is stored unless all can be asked to.
+    pipes = [shards.pipe_for_key(entries[indexes[0]][0]) for indexes in groups.values()]
+    if None in pipes:
+        raise RedisUnavailable("Redis is unavailable")
+    for pipe in pipes:
+        if pipe is not None:
+            await pipe.drained()
+    writes = [
+        pipe.xadd_many([entries[i] for i in indexes])
+        for pipe, indexes in zip(pipes, groups.values(), strict=True)
+        if pipe is not None
+    ]
     ids: list[bytes] = [b""] * len(entries)
     for indexes, group_ids in zip(groups.values(), await _all(writes), strict=True):
         for index, entry_id in zip(indexes, group_ids, strict=True):

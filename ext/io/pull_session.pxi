@@ -367,16 +367,16 @@ cdef class PullSession(WSListener):
             else:
                 reader = self._read_from_redis(i, newest)
                 if reader is None:
-                    return -1  # closed: Redis is unavailable
+                    break  # closed: Redis is unavailable (what was queued still goes out)
                 if reader not in readers:
                     readers.append(reader)
                 reading = True
                 continue
             chosen.count = k
             total += k
-        if reading:
-            for reader in readers:
-                (<StreamReader>reader).flush()
+        for reader in readers:
+            (<StreamReader>reader).flush()
+        if reading or self.closing:
             return -1
         return total
 
@@ -524,9 +524,9 @@ cdef class PullSession(WSListener):
         cdef StepFrames frames = self.frames
         cdef Py_ssize_t written = 0
         cdef iovec* vectors = frames.vectors()
-        self.counters.pull_bytes += frames.nbytes
         try:
             if not self.closing:
+                self.counters.pull_bytes += frames.nbytes
                 if self.fd >= 0 and self.write_buffer_size() == 0:
                     written = write_vectors(self.fd, vectors, frames.count)
                 if written < frames.nbytes:

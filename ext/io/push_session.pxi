@@ -62,6 +62,7 @@ cdef class PushMessage:
     cdef Py_ssize_t parts_left
     cdef list part_replies          # each part's replies, by the part's request slot
     cdef Py_ssize_t entries
+    cdef Py_ssize_t stored          # entries Redis confirmed, in the parts answered
     cdef Py_ssize_t nbytes
     cdef bint done
     cdef object error               # the first error reply of any part
@@ -88,22 +89,38 @@ cdef class PushMessage:
 
 @cython.final
 cdef class _PushOwner(RedisOwner):
-    """Routes the Redis outcomes of a producer socket's requests back to it."""
+    """Routes the Redis outcomes of a producer socket's requests back to it (None
+    once the socket is gone and nothing of it is in flight: no cycle remains)."""
 
     cdef PushSession session
 
     cdef int request_done(self, RedisRequest request) except -1:
-        return self.session.part_done(<PushMessage>request.tag, request, None)
+        if self.session is not None:
+            self.session.part_done(<PushMessage>request.tag, request, None)
+        return 0
 
     cdef int request_failed(self, RedisRequest request, str reason) except -1:
-        return self.session.part_done(<PushMessage>request.tag, request, reason)
+        if self.session is not None:
+            self.session.part_done(<PushMessage>request.tag, request, reason)
+        return 0
+
+    cdef int request_error(self, RedisRequest request, object error) except -1:
+        # Handling the outcome failed (already logged): this socket cannot go on.
+        if self.session is not None:
+            self.session.close(CLOSE_INTERNAL_ERROR, "internal error")
+        return 0
 
     cdef int replies_done(self) except -1:
-        return self.session.send_acks()
+        if self.session is not None:
+            self.session.send_acks()
+        return 0
 
     cdef int set_held(self, bint held) except -1:
-        self.session.held = held
-        return self.session.update_reading()
+        # Each connection holds and releases on its own: pause while any holds.
+        if self.session is not None:
+            self.session.holds += 1 if held else -1
+            self.session.update_reading()
+        return 0
 
 
 cdef class PushSession(WSListener):
@@ -125,7 +142,7 @@ cdef class PushSession(WSListener):
     cdef WSMsgType fragments_type
     cdef list backlog                # messages (type, bytes) held while max_len loads
     cdef bint waiting                # for max_len metadata
-    cdef bint held                   # Redis is behind
+    cdef Py_ssize_t holds            # connections that asked to stop reading (Redis is behind)
     cdef bint reading_paused
     cdef bint client_closed          # the client sent its close frame first
     cdef object waiting_task
@@ -133,6 +150,7 @@ cdef class PushSession(WSListener):
     cdef int close_code              # non-zero once the session decided to close
     cdef str close_reason
     cdef bytearray ack_frames        # acks waiting for the end of this read of replies
+    cdef Py_ssize_t acks_queued      # how many
 
     def __init__(self, PushOptions options, Shards shards, maxlens, Counters counters):
         """``maxlens`` has ``values`` (stream key -> MAXLEN) and ``load(keys)``, a
@@ -167,15 +185,19 @@ cdef class PushSession(WSListener):
         self.counters.push_sockets -= 1
         self.backlog = []
         self.fragments = None
+        self.header = None
+        self._let_go_if_done()
         if self.waiting_task is not None:
             self.waiting_task.cancel()
             self.waiting_task = None
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
-        self._on_frame(frame)
-        # One write per read pass; at once when a chunk points into picows'
-        # buffer, which is reused after this callback.
-        self.shards.flush_framed(frame.last_in_buffer)
+        try:
+            self._on_frame(frame)
+        finally:
+            # One write per read pass; at once when a chunk points into picows'
+            # buffer, which is reused after this callback.
+            self.shards.flush_framed(frame.last_in_buffer)
 
     cdef int _on_frame(self, WSFrame frame) except -1:
         cdef WSMsgType msg_type = frame.msg_type
@@ -390,7 +412,7 @@ cdef class PushSession(WSListener):
         cdef bint pause
         if self.transport is None or self.transport.is_disconnected:
             return 0
-        pause = self.held or self.waiting or (
+        pause = self.holds > 0 or self.waiting or (
             self.close_code != 0 and not self.transport.is_close_frame_sent)
         if pause != self.reading_paused:
             self.reading_paused = pause
@@ -409,6 +431,7 @@ cdef class PushSession(WSListener):
                 message.failure = failure
         else:
             message.part_replies[part.slot] = part.replies
+            message.stored += part.expected - part.errors
             if part.error is not None and message.error is None:
                 message.error = part.error
         message.parts_left -= 1
@@ -419,9 +442,19 @@ cdef class PushSession(WSListener):
         while self.in_flight and (<PushMessage>self.in_flight[0]).done:
             self._finish(<PushMessage>self.in_flight.popleft())
         self._maybe_finish_close()
+        self._let_go_if_done()
+        return 0
+
+    cdef int _let_go_if_done(self) except -1:
+        """Once the socket is gone and nothing of it is in flight, its owner lets go
+        of it (the owner may still be queued for a read's replies_done)."""
+        if not self.in_flight and (self.transport is None or self.transport.is_disconnected):
+            self.owner.session = None
         return 0
 
     cdef int _finish(self, PushMessage message) except -1:
+        # What Redis stored is counted, refused or not (it has no rollback).
+        self.counters.push_entries += message.stored
         if message.failure is not None:
             self.close(CLOSE_INTERNAL_ERROR, message.failure)
             return 0
@@ -437,7 +470,6 @@ cdef class PushSession(WSListener):
             self.close(code, f"Redis refused an entry: {reason}")
             return 0
         # Messages sent before a refused one are stored: they are acked too.
-        self.counters.push_entries += message.entries
         self.counters.push_bytes += message.nbytes
         if self.ack:
             if self.batch_mode:
@@ -451,7 +483,7 @@ cdef class PushSession(WSListener):
         if self.ack_frames is None:
             self.ack_frames = bytearray()
         append_text_frame(self.ack_frames, text)
-        self.counters.push_acks += 1
+        self.acks_queued += 1
         return 0
 
     cdef int send_acks(self) except -1:
@@ -459,6 +491,8 @@ cdef class PushSession(WSListener):
         if frames and not self.transport.is_disconnected and not self.transport.is_close_frame_sent:
             # The transport may keep the buffer queued: a fresh one is used next time.
             self.transport.underlying_transport.write(frames)
+            self.counters.push_acks += self.acks_queued
+        self.acks_queued = 0
         return 0
 
     # -- waiting for max_len ----------------------------------------------

@@ -43,9 +43,12 @@ class RedisUnavailable(ConnectionError):
 
 @cython.final
 @cython.freelist(64)
-@cython.no_gc
 cdef class RedisRequest:
-    """Commands sent together for one owner, awaiting their replies in order."""
+    """Commands sent together for one owner, awaiting their replies in order.
+
+    While it waits it is part of cycles (connection -> request -> owner ->
+    connection), which its reply or the lost connection break; it stays
+    known to the cyclic GC for a connection that is dropped without closing."""
 
     cdef RedisOwner owner
     cdef Py_ssize_t expected
@@ -54,6 +57,7 @@ cdef class RedisRequest:
     cdef list replies               # every reply, when the owner wants them; else None
     cdef object reply               # the last reply
     cdef object error               # the first error reply (hiredis.ReplyError) or None
+    cdef Py_ssize_t errors          # error replies
     cdef ReplyShape shape           # how a StreamReader parses the replies
     cdef list keys                  # StreamKey list the replies are read for
     cdef Py_ssize_t slot            # the owner's own index for this request
@@ -228,6 +232,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
             _redis_log.error("closing a Redis connection: %s", error)
             self.broken = True
             self.lost_reason = f"Redis protocol error: {error}"
+            self._stop_writing()
             self.transport.abort()
         self._after_replies()
 
@@ -262,6 +267,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         self.counters.redis_replies += 1
         if type(reply) is ReplyError:
             self.counters.redis_errors += 1
+            request.errors += 1
             if request.error is None:
                 request.error = reply
         if request.replies is not None:
@@ -437,7 +443,15 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
 
     def close(self):
         if self.transport is not None:
+            self._stop_writing()
             self.transport.close()
+
+    cdef int _stop_writing(self) except -1:
+        # Until connection_lost runs, nothing more is taken or written (the
+        # descriptor may be closed, and then reused by another socket).
+        self.connected = False
+        self.fd = -1
+        return 0
 
 
 @cython.final
