@@ -64,6 +64,9 @@ class TokenSigner:
                 return known[0]
             del self._verified[token]
             raise AuthError("token expired")
+        if not token.isascii():
+            # A JWT is base64url text; other bytes (as a header may carry) are no token.
+            raise AuthError("invalid token: not ASCII")
         try:
             claims = jwt.decode(
                 token,

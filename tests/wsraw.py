@@ -8,9 +8,15 @@ import socket
 
 
 def handshake(
-    port: int, target: str, extra_headers: dict[str, str] | None = None, connection: str = "Upgrade"
+    port: int,
+    target: str,
+    extra_headers: dict[str, str] | None = None,
+    connection: str = "Upgrade",
+    version: str = "13",
+    raw_header: bytes = b"",
 ) -> tuple[int, dict[str, str], bytes, socket.socket]:
-    """Send an upgrade request; return (status, headers, bytes after the head, socket)."""
+    """Send an upgrade request (``raw_header``: one more header line, bytes as they
+    are); return (status, headers, bytes after the head, socket)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
@@ -19,10 +25,11 @@ def handshake(
         "Upgrade: websocket",
         f"Connection: {connection}",
         f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
+        f"Sec-WebSocket-Version: {version}",
         *(f"{name}: {value}" for name, value in (extra_headers or {}).items()),
     ]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    extra = raw_header + b"\r\n" if raw_header else b""
+    sock.sendall(("\r\n".join(lines) + "\r\n").encode() + extra + b"\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -44,19 +51,23 @@ def read_close_frame(sock: socket.socket, already: bytes = b"") -> tuple[int, st
     return code, reason
 
 
-def masked_frame(opcode: int, payload: bytes) -> bytes:
-    """One client frame (clients must mask), FIN set."""
+FIN = 0x80
+RSV1, RSV2, RSV3 = 0x40, 0x20, 0x10
+
+
+def masked_frame(opcode: int, payload: bytes, flags: int = FIN) -> bytes:
+    """One client frame (clients must mask); ``flags`` are FIN and the RSV bits."""
     import struct
 
     mask = os.urandom(4)
     body = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
     size = len(payload)
     if size < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+        head = struct.pack("!BB", flags | opcode, 0x80 | size)
     elif size < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+        head = struct.pack("!BBH", flags | opcode, 0x80 | 126, size)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+        head = struct.pack("!BBQ", flags | opcode, 0x80 | 127, size)
     return head + mask + body
 
 

@@ -7,6 +7,7 @@ and no socket is opened.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 EndpointFactory = Callable[["Runtime", list[str], dict[str, str], str], WSListener | Answer]
 
 ENDPOINTS: dict[str, EndpointFactory] = {"push": push_endpoint, "pull": pull_endpoint}
+WEBSOCKET_VERSION = "13"
+
+log = logging.getLogger("engine.ws")
 
 
 def _error(status: HTTPStatus, detail: str, headers: dict[str, str] | None = None) -> Answer:
@@ -66,12 +70,27 @@ class WebSocketRouter:
         self.endpoints = ENDPOINTS if endpoints is None else endpoints
 
     def __call__(self, request: WSUpgradeRequest) -> WSListener | Answer | None:
+        try:
+            return self._route(request)
+        except Exception:
+            # picows would put the exception's text in the response.
+            log.exception("routing a WebSocket upgrade failed")
+            return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal server error")
+
+    def _route(self, request: WSUpgradeRequest) -> WSListener | Answer | None:
         target = request.path.decode("latin-1")
         path, _, query_string = target.partition("?")
         parts = path.split("/")
         # "/data/{sid}/push" splits into ["", "data", sid, "push"]
         if len(parts) != 4 or parts[0] or parts[1] != "data" or parts[3] not in self.endpoints:
             return None
+        if request.headers.get("sec-websocket-version") != WEBSOCKET_VERSION:
+            # RFC 6455 4.4: say which version the server speaks.
+            return _error(
+                HTTPStatus.UPGRADE_REQUIRED,
+                f"only WebSocket version {WEBSOCKET_VERSION} (RFC 6455) is spoken here",
+                {"Sec-WebSocket-Version": WEBSOCKET_VERSION},
+            )
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         headers = {"authorization": request.headers.get("authorization", "")}
         try:

@@ -220,15 +220,26 @@ cdef class PullSession(WSListener):
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType msg_type = frame.msg_type
+        cdef int code
+        if transport.is_close_frame_sent:
+            if msg_type == WSMsgType.CLOSE:
+                transport.disconnect()
+            return
         if msg_type == WSMsgType.CLOSE:
             self.closing = True
             self._cancel_timers()
-            if frame.payload_size < 2:
-                # No status code: answer 1000 (0 is no code at all, RFC 6455 §7.4).
-                self._send_close(CLOSE_OK, b"")
+            # The client's code back (1000 when it gave none), or 1002 for one no peer may send.
+            code = answer_to_close(frame.payload_ptr, frame.payload_size)
+            if code == 0:
+                self._send_close(CLOSE_PROTOCOL_ERROR, b"invalid close code")
+            elif frame.payload_size < 2:
+                self._send_close(code, b"")
             else:
-                self._send_close(frame.get_close_code(), frame.get_close_message())
+                self._send_close(code, frame.get_close_message())
             transport.disconnect()
+            return
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self.close(CLOSE_PROTOCOL_ERROR, "reserved bits set, but no extension was negotiated")
             return
         if msg_type == WSMsgType.PING or msg_type == WSMsgType.PONG:
             return

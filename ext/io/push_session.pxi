@@ -201,9 +201,13 @@ cdef class PushSession(WSListener):
 
     cdef int _on_frame(self, WSFrame frame) except -1:
         cdef WSMsgType msg_type = frame.msg_type
-        if self.close_code != 0:
+        # Nothing after a close is taken: ours, or picows' for a protocol error.
+        if self.close_code != 0 or self.transport.is_close_frame_sent:
             if msg_type == WSMsgType.CLOSE and self.transport.is_close_frame_sent:
                 self.transport.disconnect()
+            return 0
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self.close(CLOSE_PROTOCOL_ERROR, "reserved bits set, but no extension was negotiated")
             return 0
         if msg_type == WSMsgType.CLOSE:
             if self.waiting or self.backlog:
@@ -542,12 +546,13 @@ cdef class PushSession(WSListener):
 
     cdef int _answer_close(self, bytes close_payload) except -1:
         """The client closed: echo its close code (RFC 6455 5.5.1) once the acks
-        of what it sent before are out."""
-        cdef int code = CLOSE_OK
-        if len(close_payload) >= 2:
-            code = int.from_bytes(close_payload[:2], "big")
+        of what it sent before are out (1002 for a code no peer may send)."""
+        cdef int code = answer_to_close(close_payload, len(close_payload))
         self.client_closed = True
-        self.close(code, "")
+        if code == 0:
+            self.close(CLOSE_PROTOCOL_ERROR, "invalid close code")
+        else:
+            self.close(code, "")
         return 0
 
     cpdef close(self, int code, str reason):

@@ -51,6 +51,25 @@ cdef int append_text_frame(bytearray out, bytes text) except -1:
     return 0
 
 
+cdef inline bint is_valid_close_code(int code) noexcept nogil:
+    """A code a peer may send in a close frame: RFC 6455 7.4 (1005, 1006 and
+    1015 are never sent), IANA's 1012-1014, and 3000-4999 for applications."""
+    return (1000 <= code <= 1003) or (1007 <= code <= 1014) or (3000 <= code <= 4999)
+
+
+cdef int answer_to_close(const char* payload, Py_ssize_t size) noexcept nogil:
+    """The code to answer a peer's close frame with: its own (RFC 6455 5.5.1),
+    1000 for a close without a code; 0 for a code no peer may send (answer
+    1002 then)."""
+    cdef int code
+    if size == 0:
+        return CLOSE_OK
+    if size == 1:
+        return 0
+    code = (<unsigned char>payload[0] << 8) | <unsigned char>payload[1]
+    return code if is_valid_close_code(code) else 0
+
+
 cdef bytes fit_close_reason(str reason):
     """``reason`` as UTF-8 that fits a close frame, cut on a character boundary
     (and marked "...") when it is longer."""
