@@ -31,6 +31,11 @@ HEAD_TIMEOUT_SECONDS = 10.0
 WS_HANDSHAKE_TIMEOUT_SECONDS = 5.0
 WS_READ_BUFFER_BYTES = 256 * 1024
 WS_SOCKET_RECEIVE_BUFFER_BYTES = 1024 * 1024
+# picows refuses a frame above its limit before delivering the frames read just
+# before it, and the sessions take nothing once a close went out (it could not
+# be acked). A frame up to this much above --max-message-size reaches the
+# session instead, which acks what came before it, then closes 1009.
+FRAME_SIZE_MARGIN = 1024 * 1024
 
 picows_log = logging.getLogger("picows.server")
 
@@ -157,7 +162,9 @@ class FrontProtocol(asyncio.Protocol):
         # engine.asgi puts the runtime into the lifespan state uvicorn hands every connection.
         runtime: Runtime = self.app_state["runtime"]
         protocol = TrackedWSProtocol(
-            runtime.ws_router, runtime.config.max_message_size, self.server_state.connections
+            runtime.ws_router,
+            runtime.config.max_message_size + FRAME_SIZE_MARGIN,
+            self.server_state.connections,
         )
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
