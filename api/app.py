@@ -10,6 +10,7 @@ from starlette.routing import Mount, Route
 
 from api import data, docs, streams, token, upload
 from api.errors import EXCEPTION_HANDLERS
+from api.limits import BodyDeadline
 from engine.runtime import Runtime
 
 ROUTES = [
@@ -35,14 +36,15 @@ def create_app(runtime: Runtime) -> Starlette:
         routes=ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            Middleware(BodyDeadline, grace=runtime.config.body_timeout),
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],
                 allow_methods=["*"],
                 allow_headers=["*"],
                 allow_credentials=True,
-                expose_headers=["entry-offset"],
-            )
+                expose_headers=["entry-offset", "entry-truncated"],
+            ),
         ],
     )
     app.state.runtime = runtime

@@ -11,16 +11,18 @@ from starlette.responses import Response
 
 from api.params import integer, path_stream_ids
 from api.security import authenticated_user, runtime_of
-from engine._core import RedisUnavailable, StreamKey, join_entries, stream_read
+from engine._core import RedisUnavailable, StreamKey, join_entries
 from engine.cursors import BadCursor, parse_cursors
-from engine.redis.sharded import ReadCommand, read_streams
+from engine.redis.sharded import read_within
 from engine.ws.pull import MAX_COUNT
 
 
 async def read_entries(request: Request) -> Response:
     """``last_entry_id``: ``*`` the latest ``count`` entries (oldest first); an id,
     ``0`` or ``$``: up to ``count`` entries after it (none exist after ``$``).
-    The ``entry-offset`` header lists ``[sid, entry_id, start]`` per entry, in ASCII."""
+    The ``entry-offset`` header lists ``[sid, entry_id, start]`` per entry, in ASCII.
+    A body stays within --max-response-bytes (at least one entry): entries past
+    it are left out (the newest kept for ``*``) and ``entry-truncated: true`` says so."""
     authenticated_user(request)
     sids = path_stream_ids(request)
     count = integer(request.query_params, "count", 1, minimum=1)
@@ -34,27 +36,31 @@ async def read_entries(request: Request) -> Response:
     keys = [StreamKey(sid) for sid in sids]
     if not all(shards.reader_for_key(key.key) is not None for key in keys):
         # Even a query that reads nothing ("$") reports the outage the same way.
-        raise HTTPException(503, "Redis is unavailable")
-    commands: list[ReadCommand] = []
-    newest_first: list[bool] = []
+        raise RedisUnavailable("Redis is unavailable")
+    config = runtime_of(request).config
+    budget = config.max_response_bytes
+    # No entry the engine stored is above --max-message-size: a first page this
+    # long cannot overshoot the budget, whatever the entries' sizes.
+    first_page = max(1, budget // config.max_message_size)
+    entries: list[Any] = []
+    truncated = False
     for key, cursor in zip(keys, cursors, strict=True):
         if cursor.kind == "now":
             continue  # "$": nothing newer than now exists yet
         newest = cursor.kind == "newest"
         after = None if newest else (cursor.ms, cursor.seq)
-        commands.append((key, stream_read(key, count, newest, after)))
-        newest_first.append(newest)
-    try:
-        replies = await read_streams(shards, commands)
-    except RedisUnavailable:
-        raise HTTPException(503, "Redis is unavailable") from None
-    entries: list[Any] = []
-    for reply, reverse in zip(replies, newest_first, strict=True):
-        if isinstance(reply, ReplyError):
+        used = sum(entry.payload_size for entry in entries)
+        got, cut = await read_within(
+            shards, key, count, newest, after, budget - used, first_page, at_least_one=not entries
+        )
+        if isinstance(got, ReplyError):
             # WRONGTYPE and the like: the key is not a stream.
-            raise HTTPException(400, f"Redis refused the read: {reply}")
-        if reverse:
-            reply.reverse()
-        entries.extend(reply)
+            raise HTTPException(400, f"Redis refused the read: {got}")
+        entries.extend(got)
+        truncated = truncated or cut
     body, offsets = join_entries(entries)
-    return Response(body, media_type="application/octet-stream", headers={"entry-offset": offsets})
+    del entries  # the body holds a copy: only one of them stays while it is sent
+    headers = {"entry-offset": offsets}
+    if truncated:
+        headers["entry-truncated"] = "true"
+    return Response(body, media_type="application/octet-stream", headers=headers)

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.limits import METADATA_LIMIT, read_body
 from api.params import flag, path_stream_ids
 from api.security import authenticated_user, runtime_of
 from engine.store import StreamMissing
@@ -71,7 +72,7 @@ async def stream(request: Request) -> Response:
 
 
 async def _put_meta(request: Request, sid: str) -> Response:
-    body = await request.body()
+    body = await read_body(request, METADATA_LIMIT)
     try:
         update = orjson.loads(body) if body.strip() else {}
     except orjson.JSONDecodeError as error:

@@ -8,28 +8,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.limits import read_body
 from api.multipart import MultipartError, boundary_of, split_parts
 from api.params import path_stream_ids
 from api.security import authenticated_user, runtime_of
 from api.streams import ORJSONResponse
-from engine._core import RedisUnavailable
 from engine.ids import InvalidStreamId, check_stream_id
 from engine.redis.sharded import store_entries
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 past ``limit`` bytes (the WebSocket message limit)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body larger than the limit of {limit} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def post_entries(request: Request) -> Response:
@@ -62,9 +47,7 @@ async def post_entries(request: Request) -> Response:
         await maxlens.load(missing)
     commands = [(key, b"*", payload, maxlens.values[key]) for key, payload in entries]
     try:
-        ids = await store_entries(runtime.shards, commands)
-    except RedisUnavailable as error:
-        raise HTTPException(503, str(error)) from None
+        ids = await store_entries(runtime.shards, commands)  # RedisUnavailable: 503 (api.errors)
     except ReplyError as error:
         # e.g. WRONGTYPE: the key holds something other than a stream. Parts
         # before the refused one are stored (Redis has no rollback).

@@ -50,6 +50,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"must be a positive number, not {value!r}")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -86,6 +93,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("token_lifetime", 7 * 24 * 3600, "longest lifetime of a /token token, seconds", _positive_int),
     Option("max_len", 1000, "default MAXLEN ~ of a stream without its own max_len metadata", _positive_int),
     Option("max_message_size", 64 * MIB, "largest WebSocket message accepted, bytes", _positive_int),
+    Option(
+        "max_response_bytes",
+        64 * MIB,
+        "largest GET /data body, bytes: fewer entries are sent past it (header entry-truncated: true)",
+        _positive_int,
+    ),
+    Option(
+        "body_timeout",
+        10.0,
+        "seconds a request body may take before the rest must come at 16 KiB/s or faster (else 408)",
+        _positive_float,
+    ),
     Option("ssl_certfile", None, "TLS certificate (PEM); with --ssl-keyfile enables HTTPS/WSS"),
     Option("ssl_keyfile", None, "TLS private key (PEM)"),
     Option("workers", 1, "engine processes sharing the port (SO_REUSEPORT)", _positive_int),
@@ -107,6 +126,8 @@ class Config:
     token_lifetime: int = 7 * 24 * 3600
     max_len: int = 1000
     max_message_size: int = 64 * MIB
+    max_response_bytes: int = 64 * MIB
+    body_timeout: float = 10.0
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     workers: int = 1

@@ -16,11 +16,18 @@ from redis.exceptions import ResponseError, WatchError
 from engine._core import parse_entry_id
 from engine.meta import META_PREFIX, meta_key, parse_meta
 
+# The last millisecond an ISO 8601 date can name (9999-12-31T23:59:59.999Z).
+_LAST_ISO_MILLISECOND = 253_402_300_799_999
 
-def id_time(entry_id: str) -> str:
-    """ISO 8601 time (UTC, milliseconds) of a Redis entry id ``<ms>-<seq>``."""
+
+def id_time(entry_id: str) -> str | None:
+    """ISO 8601 time (UTC, milliseconds) of a Redis entry id ``<ms>-<seq>``; None for
+    an id past the year 9999, which Redis accepts (a producer that sent
+    microseconds, say) and no date can name."""
     millis, _ = parse_entry_id(entry_id)
-    moment = datetime.datetime.fromtimestamp(millis / 1000, tz=datetime.UTC)
+    if millis > _LAST_ISO_MILLISECOND:
+        return None
+    moment = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(milliseconds=millis)
     return moment.isoformat(timespec="milliseconds")
 
 

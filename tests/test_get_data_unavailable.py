@@ -13,6 +13,7 @@ import pytest
 
 from api.app import create_app
 from engine._core import Shards, StreamReader
+from engine.config import Config
 
 
 class Signer:
@@ -27,7 +28,7 @@ async def down(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClien
     shards = Shards()
     if request.param == "disconnected reader":
         shards.set_reader(0, StreamReader())
-    runtime: Any = SimpleNamespace(signer=Signer(), shards=shards)
+    runtime: Any = SimpleNamespace(signer=Signer(), shards=shards, config=Config())
     transport = httpx.ASGITransport(app=create_app(runtime))
     headers = {"Authorization": "Bearer t"}
     async with httpx.AsyncClient(transport=transport, base_url="http://engine", headers=headers) as client:

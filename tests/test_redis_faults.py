@@ -100,3 +100,32 @@ async def test_cut_mid_stream_loses_nothing_acked_and_recovers(
     assert result.acks and store.xrange(sid)[-1][1][b"d"] == b"after"
     assert "ingest connection to Redis restored" in engine.log()
     assert "Traceback" not in engine.log()
+
+
+def test_every_rest_endpoint_answers_503_while_redis_is_down(
+    engine_behind_proxy: EngineProcess, proxy: CutProxy
+) -> None:
+    engine = engine_behind_proxy
+    auth = {"Authorization": f"Bearer {engine.token()}"}
+    sid = f"down-{uuid.uuid4().hex[:8]}"
+    proxy.refuse(True)
+    proxy.cut()
+    requests = [
+        ("GET", "/streams/", {}),
+        ("GET", "/streams/?info=true", {}),
+        ("GET", f"/streams/{sid}", {}),
+        ("PUT", f"/streams/{sid}", {"json": {"max_len": 5}}),
+        ("DELETE", f"/streams/{sid}", {}),
+        ("POST", f"/data/{sid}", {"files": [("f", ("f", b"payload"))]}),
+        ("GET", f"/data/{sid}", {}),
+    ]
+    try:
+        with httpx.Client(base_url=engine.base_url, headers=auth, timeout=30) as client:
+            for method, path, extra in requests:
+                response = client.request(method, path, **extra)
+                assert response.status_code == 503, (method, path, response.text)
+                assert response.json() == {"detail": "Redis is unavailable"}
+            assert client.get("/ping").status_code == 503
+    finally:
+        proxy.refuse(False)
+    assert "Traceback" not in engine.log()

@@ -8,7 +8,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from engine._core import RedisUnavailable, Shards, StreamKey
+from hiredis import ReplyError
+
+from engine._core import RedisUnavailable, Shards, StreamKey, stream_read
 
 ReadCommand = tuple[StreamKey, tuple[Any, ...]]
 Entry = tuple[bytes, bytes, Any, int]  # key, entry id, payload (bytes-like), MAXLEN
@@ -67,3 +69,58 @@ async def _all(futures: list[asyncio.Future[Any]]) -> list[Any]:
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+# Entries one page of a budgeted read asks for at the most.
+PAGE_MOST_ENTRIES = 1024
+
+
+async def read_within(
+    shards: Shards,
+    key: StreamKey,
+    count: int,
+    newest: bool,
+    after: tuple[int, int] | None,
+    budget: int,
+    first_page: int,
+    at_least_one: bool,
+) -> tuple[list[Any] | ReplyError, bool]:
+    """Up to ``count`` entries of ``key`` (the newest, or the oldest after ``after``),
+    oldest first, whose payloads fit ``budget`` bytes (the first one whatever its
+    size with ``at_least_one``); and whether entries were left out for the budget.
+    Read in pages sized by the entries seen so far (the first of ``first_page``
+    entries), so a reply never holds much more than the budget. An error reply
+    is returned as the entries (a hiredis.ReplyError)."""
+    taken: list[Any] = []
+    size = 0
+    before: tuple[int, int] | None = None
+    while len(taken) < count:
+        left = count - len(taken)
+        if taken:
+            mean = max(1, size // len(taken))
+            page = max(1, min(left, PAGE_MOST_ENTRIES, (budget - size) // mean))
+        else:
+            page = min(left, first_page)
+        command = stream_read(key, page, newest, None if newest else after, before)
+        [reply] = await read_streams(shards, [(key, command)])
+        if isinstance(reply, ReplyError):
+            return reply, False
+        for entry in reply:
+            if (taken or not at_least_one) and size + entry.payload_size > budget:
+                return _oldest_first(taken, newest), True
+            taken.append(entry)
+            size += entry.payload_size
+        if len(reply) < page:
+            break  # the stream has no more
+        last = reply[-1].id_pair
+        if newest:
+            before = last
+        else:
+            after = last
+    return _oldest_first(taken, newest), False
+
+
+def _oldest_first(entries: list[Any], newest_first: bool) -> list[Any]:
+    if newest_first:
+        entries.reverse()
+    return entries

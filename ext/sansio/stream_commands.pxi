@@ -29,11 +29,18 @@ cdef tuple blocking_read(list keys, list after, Py_ssize_t count):
     return tuple(arguments)
 
 
-def stream_read(StreamKey key, Py_ssize_t count, bint newest, after=None):
-    """Arguments of a read of ``key``: the ``count`` newest entries (newest first)
-    or, with ``newest`` false, the ``count`` oldest after ``after`` (``(ms, seq)``,
-    required then); newest ones after ``after`` when it is given."""
+cdef tuple newest_before(bytes key, Py_ssize_t count, uint64_t ms, uint64_t seq):
+    """The ``count`` newest entries before ms-seq (newest first)."""
+    return (b"XREVRANGE", key, exclusive_start(ms, seq), b"-", b"COUNT", count)
+
+
+def stream_read(StreamKey key, Py_ssize_t count, bint newest, after=None, before=None):
+    """Arguments of a read of ``key``: the ``count`` newest entries (newest first),
+    of those after ``after`` or before ``before`` (``(ms, seq)``) when given; or,
+    with ``newest`` false, the ``count`` oldest after ``after`` (required then)."""
     if newest:
+        if before is not None:
+            return newest_before(key.key, count, before[0], before[1])
         if after is None:
             return newest_entries(key.key, count, False, 0, 0)
         return newest_entries(key.key, count, True, after[0], after[1])

@@ -41,7 +41,7 @@ cdef class StreamEntry:
     cdef Py_ssize_t id_size
     cdef Py_ssize_t head_size       # the text frame `[["sid","id",0]]`
     cdef Py_ssize_t payload_start   # after the binary frame header
-    cdef Py_ssize_t payload_size
+    cdef readonly Py_ssize_t payload_size
 
     cdef inline const char* id_text(self) noexcept:
         return PyBytes_AS_STRING(self.wire) + self.id_start
