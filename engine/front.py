@@ -19,6 +19,7 @@ from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from engine._core import PushSession
 from engine.ws.router import WebSocketRouter
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ WS_SOCKET_RECEIVE_BUFFER_BYTES = 1024 * 1024
 # be acked). A frame up to this much above --max-message-size reaches the
 # session instead, which acks what came before it, then closes 1009.
 FRAME_SIZE_MARGIN = 1024 * 1024
+# On SIGTERM a producer's socket waits this long for Redis to confirm what it
+# sent (its acks go out), then closes 1001.
+SHUTDOWN_ACK_SECONDS = 5.0
 
 picows_log = logging.getLogger("picows.server")
 
@@ -75,6 +79,10 @@ class TrackedWSProtocol(WSProtocol):  # type: ignore[misc]
     def shutdown(self) -> None:
         transport = self.transport
         if transport is None or transport.is_disconnected:
+            return
+        if isinstance(self.listener, PushSession):
+            # It stops reading, acks what Redis confirms (for a while), then 1001.
+            self.listener.close(WSCloseCode.GOING_AWAY.value, "server shutting down", SHUTDOWN_ACK_SECONDS)
             return
         if self.listener is not None and not transport.is_close_frame_sent:
             transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")

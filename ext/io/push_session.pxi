@@ -555,9 +555,11 @@ cdef class PushSession(WSListener):
             self.close(code, "")
         return 0
 
-    cpdef close(self, int code, str reason):
+    cpdef close(self, int code, str reason, double ack_timeout=CLOSE_ACK_TIMEOUT_SECONDS):
         """Stop taking messages; close once every message already sent is confirmed
-        (its ack is sent first), so the client knows exactly what was stored."""
+        (its ack is sent first), so the client knows exactly what was stored.
+        Redis normally confirms within milliseconds: after ``ack_timeout`` seconds
+        the socket closes 1011 without the acks still missing."""
         if self.close_code != 0:
             return
         self.close_code = code
@@ -565,8 +567,7 @@ cdef class PushSession(WSListener):
         self.backlog = []
         self.update_reading()
         if self.in_flight:
-            # Redis normally confirms within milliseconds; never wait forever.
-            asyncio.get_running_loop().call_later(CLOSE_ACK_TIMEOUT_SECONDS, self._give_up_on_acks)
+            asyncio.get_running_loop().call_later(ack_timeout, self._give_up_on_acks)
         self._maybe_finish_close()
 
     def _give_up_on_acks(self):
