@@ -16,6 +16,7 @@ from typing import Any
 from uvicorn.importer import import_from_string
 
 from engine.config import Config, resolve
+from engine.process import die_with_parent
 from engine.runtime import Runtime
 
 log = logging.getLogger("engine")
@@ -70,5 +71,8 @@ class EngineApp:
 
 def worker_app() -> EngineApp:
     """The app of a spawned worker process (``--workers N``): its configuration
-    comes from the PTG_* variables the supervisor exported."""
+    comes from the PTG_* variables the supervisor exported. A worker dies with
+    its supervisor, even a supervisor killed with SIGKILL: none is left holding
+    the port."""
+    die_with_parent()
     return EngineApp(resolve({}, os.environ))

@@ -187,3 +187,20 @@ async def test_tls_serves_https_and_wss(
         assert isinstance(ack, str) and "-" in ack
     finally:
         engine.stop()
+
+
+def test_workers_die_with_their_supervisor_even_by_sigkill(tmp_path: Path) -> None:
+    engine = EngineProcess(tmp_path / "data", extra_args=["--workers", "2"]).start()
+    assert engine.process is not None
+    children = psutil.Process(engine.pid).children(recursive=True)
+    assert len(children) >= 3  # two workers and redis-server (and multiprocessing's helper)
+    engine.process.kill()
+    engine.process.wait()
+    for child in children:
+        assert gone(child, 15), f"{child.pid} ({' '.join(child.cmdline()[:4])}) outlived its supervisor"
+    # Nothing holds the port or the data dir: the next start works.
+    again = EngineProcess(tmp_path / "data", port=engine.port, extra_args=["--workers", "2"]).start()
+    try:
+        assert again.answers_ping()
+    finally:
+        again.stop()
