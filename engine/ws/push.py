@@ -18,7 +18,9 @@ Offsets = Literal["auto", "start", "end"]
 OFFSETS = ("auto", "start", "end")
 
 
-def push_options(sids: list[str], query: dict[str, str], max_message_size: int) -> PushOptions:
+def push_options(
+    sids: list[str], query: dict[str, str], max_message_size: int, lacks_ms_any_seq: str | None = None
+) -> PushOptions:
     """A producer socket's settings from its path's stream ids and its query."""
     offsets = query.get("offsets", "auto") or "auto"
     if offsets not in OFFSETS:
@@ -35,12 +37,13 @@ def push_options(sids: list[str], query: dict[str, str], max_message_size: int) 
         ack=flag(query, "ack"),
         offsets=cast(Offsets, offsets),
         max_message_size=max_message_size,
+        lacks_ms_any_seq=lacks_ms_any_seq,
     )
 
 
 def push_endpoint(runtime: Runtime, sids: list[str], query: dict[str, str], user: str) -> WSListener | Answer:
     try:
-        options = push_options(sids, query, runtime.config.max_message_size)
+        options = push_options(sids, query, runtime.config.max_message_size, runtime.lacks_ms_any_seq)
     except BadQuery as error:
         return bad_request(error)
     return PushSession(options, runtime.shards, runtime.maxlens, runtime.counters)

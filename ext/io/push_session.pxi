@@ -34,15 +34,17 @@ cdef class PushOptions:
     cdef readonly bint ack
     cdef OffsetsMode offsets_mode
     cdef readonly Py_ssize_t max_message_size
+    cdef readonly str lacks_ms_any_seq  # why Redis cannot take "ms-*" ids, or None
 
     def __init__(self, BatchRoute route, *, bint batch=False, bint ack=False, str offsets="auto",
-                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE):
+                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE, str lacks_ms_any_seq=None):
         self.route = route
         # Several streams in the path need a header to say which entry goes where.
         self.batch = batch or route._mode != ROUTE_SINGLE
         self.ack = ack
         self.offsets_mode = offsets_mode_from_name(offsets)
         self.max_message_size = max_message_size
+        self.lacks_ms_any_seq = lacks_ms_any_seq
 
     @property
     def offsets(self):
@@ -336,6 +338,10 @@ cdef class PushSession(WSListener):
         reason = parsed.first_decreasing_id()
         if reason is not None:
             self.close(CLOSE_INVALID_DATA, reason)
+            return HANDLED
+        if self.options.lacks_ms_any_seq is not None and parsed.asks_for(ID_MS_ANY_SEQ):
+            # The server's limit, not the client's mistake: 1011, not 1007.
+            self.close(CLOSE_INTERNAL_ERROR, self.options.lacks_ms_any_seq)
             return HANDLED
         keys = parsed._keys
         key_count = len(keys)

@@ -223,6 +223,16 @@ cdef class BatchHeader:
             return 1
         return write_xadd_id(&self._entry_ids[i], out)
 
+    cdef bint asks_for(self, uint8_t form) noexcept:
+        """Whether an entry's id has ``form`` (ID_MS_ANY_SEQ, ID_EXACT)."""
+        cdef Py_ssize_t i
+        if self._entry_ids == NULL:
+            return False
+        for i in range(self.count):
+            if self._entry_ids[i].form == form:
+                return True
+        return False
+
     cdef str first_decreasing_id(self):
         """Why Redis would refuse part of this batch, if its explicit entry ids do
         not increase within a stream; None otherwise. Checked before framing, so
