@@ -47,7 +47,9 @@ async def post_entries(request: Request) -> Response:
         await maxlens.load(missing)
     commands = [(key, b"*", payload, maxlens.values[key]) for key, payload in entries]
     try:
-        ids = await store_entries(runtime.shards, commands)  # RedisUnavailable: 503 (api.errors)
+        ids = await store_entries(
+            runtime.shards, commands, runtime.durability
+        )  # RedisUnavailable: 503 (api.errors)
     except ReplyError as error:
         # e.g. WRONGTYPE: the key holds something other than a stream. Parts
         # before the refused one are stored (Redis has no rollback).

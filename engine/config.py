@@ -50,6 +50,12 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _durability(value: str) -> str:
+    from engine.durability import Durability
+
+    return str(Durability.parse(value))
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0 or number == float("inf"):
@@ -106,6 +112,14 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
     ),
     Option(
+        "durability",
+        "memory",
+        "when producers' acks are sent: memory (Redis replied), fsync (its append-only file is "
+        "on disk), replicas:N (N replicas have it) or fsync+replicas:N; sockets may ask for "
+        "another with ?durability=",
+        _durability,
+    ),
+    Option(
         "body_timeout",
         10.0,
         "seconds a request body may take before the rest must come at 16 KiB/s or faster (else 408)",
@@ -134,6 +148,7 @@ class Config:
     max_len: int = 1000
     max_message_size: int = 64 * MIB
     max_response_bytes: int = 64 * MIB
+    durability: str = "memory"
     body_timeout: float = 10.0
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None

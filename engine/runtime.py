@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from engine._core import Counters, RedisPipe, Shards, StreamReader
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
+from engine.durability import Durability
 from engine.maxlen import MaxLenCache
 from engine.redis.connect import control_client, server_of
 from engine.redis.link import RedisAddress, RedisLink, describe
@@ -24,6 +25,11 @@ from engine.ws.hub import PullHub
 from engine.ws.router import WebSocketRouter
 
 log = logging.getLogger("engine")
+
+# In-flight bytes of a durable connection (see RedisConnection's bound): an
+# fsync barrier may wait a second (appendfsync everysec), taking writes meanwhile.
+DURABLE_HIGH_WATER = 64 * 1024 * 1024
+DURABLE_LOW_WATER = 16 * 1024 * 1024
 
 # The connections a process holds to each Redis node.
 Link = RedisLink[RedisPipe] | RedisLink[StreamReader]
@@ -45,6 +51,8 @@ class Runtime:
     maxlens: MaxLenCache
     pulls: PullHub
     server: ServerVersion  # what the Redis is, for features that depend on it
+    aof_enabled: bool
+    durability: Durability  # producers' default
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +73,11 @@ class Runtime:
         control = control_client(config.redis_url)
         try:
             server = await server_of(control)
+            aof_enabled = bool((await control.info("persistence")).get("aof_enabled"))
+            durability = Durability.parse(config.durability)
+            refusal = durability.refusal(server, aof_enabled)
+            if refusal is not None:
+                raise ValueError(f"--durability: {refusal}")
         except BaseException:
             for link in links:
                 link.close()
@@ -85,6 +98,8 @@ class Runtime:
             maxlens=maxlens,
             pulls=PullHub(address, counters),
             server=server,
+            aof_enabled=aof_enabled,
+            durability=durability,
         )
 
     @property
@@ -93,6 +108,10 @@ class Runtime:
         if self.server.name == "Redis" and self.server.version < (7, 0, 0):
             return f'{self.server} cannot pick the sequence of an "ms-*" entry id (Redis 7 can)'
         return None
+
+    def durability_refusal(self, durability: Durability) -> str | None:
+        """Why this Redis cannot give ``durability``, or None."""
+        return durability.refusal(self.server, self.aof_enabled)
 
     def login_ok(self, user: str, password: str) -> bool:
         if self.config.auth == "dev":
@@ -116,13 +135,19 @@ async def connect_nodes(shards: Shards, addresses: list[RedisAddress], counters:
     links: list[Link] = []
     for node, address in enumerate(addresses):
         ingest = functools.partial(RedisPipe, counters)
+        # While its barrier waits for a disk or replicas, writes pile up behind it.
+        durable = functools.partial(
+            RedisPipe, counters, high_water=DURABLE_HIGH_WATER, low_water=DURABLE_LOW_WATER
+        )
         reads = functools.partial(StreamReader, counters)
-        links.append(
-            RedisLink(address, ingest, "ingest", functools.partial(shards.set_pipe, node), counters=counters)
-        )
-        links.append(
-            RedisLink(address, reads, "read", functools.partial(shards.set_reader, node), counters=counters)
-        )
+        for factory, role, publish in (
+            (ingest, "ingest", shards.set_pipe),
+            (durable, "durable ingest", shards.set_durable_pipe),
+            (reads, "read", shards.set_reader),
+        ):
+            links.append(
+                RedisLink(address, factory, role, functools.partial(publish, node), counters=counters)
+            )
     try:
         for link in links:
             await link.connect()

@@ -11,6 +11,9 @@ from typing import Any
 from hiredis import ReplyError
 
 from engine._core import RedisUnavailable, Shards, StreamKey, stream_read
+from engine.durability import Durability
+
+MEMORY = Durability()
 
 ReadCommand = tuple[StreamKey, tuple[Any, ...]]
 Entry = tuple[bytes, bytes, Any, int]  # key, entry id, payload (bytes-like), MAXLEN
@@ -37,20 +40,24 @@ async def read_streams(shards: Shards, commands: Sequence[ReadCommand]) -> list[
     return replies
 
 
-async def store_entries(shards: Shards, entries: Sequence[Entry]) -> list[bytes]:
+async def store_entries(
+    shards: Shards, entries: Sequence[Entry], durability: Durability = MEMORY
+) -> list[bytes]:
     """XADD every entry on its key's node, waiting first while that node is behind
-    (no socket to pause here); the entry ids in the order given. Raises
-    RedisUnavailable, or the first error reply (hiredis.ReplyError)."""
+    (no socket to pause here), and then until ``durability`` is met; the entry ids
+    in the order given. Raises RedisUnavailable, or the first error reply
+    (hiredis.ReplyError) or failure to make them durable."""
     groups = shards.group_by_node([key for key, _, _, _ in entries])
+    durable = durability != MEMORY
     # Every node's connection first: nothing is stored unless all can be asked to.
-    pipes = [shards.pipe_for_key(entries[indexes[0]][0]) for indexes in groups.values()]
+    pipes = [shards.pipe_for_key(entries[indexes[0]][0], durable) for indexes in groups.values()]
     if None in pipes:
         raise RedisUnavailable("Redis is unavailable")
     for pipe in pipes:
         if pipe is not None:
             await pipe.drained()
     writes = [
-        pipe.xadd_many([entries[i] for i in indexes])
+        pipe.xadd_many([entries[i] for i in indexes], durability.fsync, durability.replicas)
         for pipe, indexes in zip(pipes, groups.values(), strict=True)
         if pipe is not None
     ]

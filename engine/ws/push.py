@@ -9,6 +9,7 @@ from picows import WSListener
 from picows import WSUpgradeResponseWithListener as Answer
 
 from engine._core import BatchRoute, PushOptions, PushSession
+from engine.durability import Durability
 from engine.ws.query import BadQuery, bad_request, flag
 
 if TYPE_CHECKING:
@@ -18,10 +19,17 @@ Offsets = Literal["auto", "start", "end"]
 OFFSETS = ("auto", "start", "end")
 
 
-def push_options(
-    sids: list[str], query: dict[str, str], max_message_size: int, lacks_ms_any_seq: str | None = None
-) -> PushOptions:
+def push_options(runtime: Runtime, sids: list[str], query: dict[str, str]) -> PushOptions:
     """A producer socket's settings from its path's stream ids and its query."""
+    durability = runtime.durability
+    if query.get("durability"):
+        try:
+            durability = Durability.parse(query["durability"])
+        except ValueError as error:
+            raise BadQuery(str(error)) from None
+        refusal = runtime.durability_refusal(durability)
+        if refusal is not None:
+            raise BadQuery(refusal)
     offsets = query.get("offsets", "auto") or "auto"
     if offsets not in OFFSETS:
         raise BadQuery(f"offsets must be 'auto', 'start' or 'end', not {offsets!r}")
@@ -36,14 +44,16 @@ def push_options(
         batch=flag(query, "batch"),
         ack=flag(query, "ack"),
         offsets=cast(Offsets, offsets),
-        max_message_size=max_message_size,
-        lacks_ms_any_seq=lacks_ms_any_seq,
+        max_message_size=runtime.config.max_message_size,
+        lacks_ms_any_seq=runtime.lacks_ms_any_seq,
+        wait_fsync=durability.fsync,
+        wait_replicas=durability.replicas,
     )
 
 
 def push_endpoint(runtime: Runtime, sids: list[str], query: dict[str, str], user: str) -> WSListener | Answer:
     try:
-        options = push_options(sids, query, runtime.config.max_message_size, runtime.lacks_ms_any_seq)
+        options = push_options(runtime, sids, query)
     except BadQuery as error:
         return bad_request(error)
     return PushSession(options, runtime.shards, runtime.maxlens, runtime.counters)

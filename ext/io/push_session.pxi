@@ -35,9 +35,12 @@ cdef class PushOptions:
     cdef OffsetsMode offsets_mode
     cdef readonly Py_ssize_t max_message_size
     cdef readonly str lacks_ms_any_seq  # why Redis cannot take "ms-*" ids, or None
+    cdef readonly bint wait_fsync       # acks wait for Redis' append-only file on disk
+    cdef readonly int wait_replicas     # ... and for this many replicas
 
     def __init__(self, BatchRoute route, *, bint batch=False, bint ack=False, str offsets="auto",
-                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE, str lacks_ms_any_seq=None):
+                 Py_ssize_t max_message_size=DEFAULT_MAX_MESSAGE_SIZE, str lacks_ms_any_seq=None,
+                 bint wait_fsync=False, int wait_replicas=0):
         self.route = route
         # Several streams in the path need a header to say which entry goes where.
         self.batch = batch or route._mode != ROUTE_SINGLE
@@ -45,10 +48,19 @@ cdef class PushOptions:
         self.offsets_mode = offsets_mode_from_name(offsets)
         self.max_message_size = max_message_size
         self.lacks_ms_any_seq = lacks_ms_any_seq
+        if wait_replicas < 0:
+            raise ValueError("wait_replicas must not be negative")
+        self.wait_fsync = wait_fsync
+        self.wait_replicas = wait_replicas
 
     @property
     def offsets(self):
         return ("auto", "start", "end")[self.offsets_mode]
+
+    @property
+    def durable(self):
+        """Whether acks wait for more than Redis' reply."""
+        return self.wait_fsync or self.wait_replicas > 0
 
 
 @cython.final
@@ -132,6 +144,7 @@ cdef class PushSession(WSListener):
     cdef BatchRoute route
     cdef bint batch_mode
     cdef bint ack
+    cdef bint durable
     cdef bytes single_key
     cdef Shards shards
     cdef Counters counters
@@ -161,6 +174,7 @@ cdef class PushSession(WSListener):
         self.route = options.route
         self.batch_mode = options.batch
         self.ack = options.ack
+        self.durable = options.durable
         self.single_key = self.route._keys[0] if self.route._mode == ROUTE_SINGLE else None
         self.shards = shards
         self.counters = counters
@@ -296,7 +310,7 @@ cdef class PushSession(WSListener):
             self._hold(WSMsgType.BINARY, data[:size])
             self._wait_for_maxlens([self.single_key])
             return NEEDS_MAXLEN
-        pipe = self.shards.pipe_for(self.single_key)
+        pipe = self.shards.pipe_for(self.single_key, self.durable)
         if pipe is None:
             self.close(CLOSE_INTERNAL_ERROR, "Redis is unavailable")
             return HANDLED
@@ -307,6 +321,8 @@ cdef class PushSession(WSListener):
         if request.expected == 0:
             message = self._new_message(1)
             request.tag = message
+            request.wait_local = self.options.wait_fsync
+            request.wait_replicas = self.options.wait_replicas
         else:
             message = <PushMessage>request.tag
         pipe.xadd(request, self.single_key, len(self.single_key), b"*", 1, maxlen,
@@ -353,7 +369,7 @@ cdef class PushSession(WSListener):
             self._wait_for_maxlens(missing)
             return NEEDS_MAXLEN
         # Each stream's connection, checked before anything is framed.
-        pipes = [self.shards.pipe_for(key) for key in keys]
+        pipes = [self.shards.pipe_for(key, self.durable) for key in keys]
         if None in pipes:
             self.close(CLOSE_INTERNAL_ERROR, "Redis is unavailable")
             return HANDLED
@@ -369,6 +385,8 @@ cdef class PushSession(WSListener):
             request = pipe.open_request(self.owner, self.ack, True)
             if request not in parts:
                 request.slot = len(parts)
+                request.wait_local = self.options.wait_fsync
+                request.wait_replicas = self.options.wait_replicas
                 parts.append(request)
                 part_pipes.append(pipe)
             requests.append(request)

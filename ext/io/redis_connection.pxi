@@ -33,6 +33,8 @@ cdef Py_ssize_t PIPE_READ_BUFFER_BYTES = 256 * 1024
 # paused, below LOW they resume. Bounds the engine's memory under overload.
 cdef Py_ssize_t DEFAULT_HIGH_WATER = 8 * 1024 * 1024
 cdef Py_ssize_t DEFAULT_LOW_WATER = 2 * 1024 * 1024
+# How long a durability barrier (WAITAOF, WAIT) waits for disks and replicas.
+cdef int BARRIER_TIMEOUT_MS = 5000
 
 _redis_log = logging.getLogger("engine.redis")
 
@@ -62,6 +64,11 @@ cdef class RedisRequest:
     cdef list keys                  # StreamKey list the replies are read for
     cdef Py_ssize_t slot            # the owner's own index for this request
     cdef object tag                 # the owner's own bookkeeping
+    # Durability: done only once Redis' append-only file is fsynced (wait_local)
+    # and this many replicas have the writes, as the next barrier reports.
+    cdef bint wait_local
+    cdef int wait_replicas
+    cdef bint is_barrier            # a WAITAOF/WAIT of the connection itself
 
 
 cdef class RedisOwner:
@@ -160,6 +167,11 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     cdef iovec* vectors
     cdef Py_ssize_t vectors_capacity
     cdef bint queued_for_flush        # on its shard map's list of framed connections
+    # Durability barriers: requests answered but waiting for the next barrier's
+    # reply, and what the barrier to frame next must wait for.
+    cdef list awaiting_barrier
+    cdef bint barrier_local
+    cdef int barrier_replicas
     # Backpressure
     cdef bint transport_paused        # the transport's own write buffer is full
     cdef readonly Py_ssize_t in_flight_bytes
@@ -182,6 +194,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         self.low_water = low_water
         self.held = set()
         self.drain_waiters = []
+        self.awaiting_barrier = []
 
     def __dealloc__(self):
         PyMem_Free(self.vectors)
@@ -212,10 +225,16 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         self.end_request()
         self.writer.reset()
         pending, self.pending = self.pending, deque()
+        awaiting, self.awaiting_barrier = self.awaiting_barrier, []
+        self.barrier_local, self.barrier_replicas = False, 0
         self.in_flight_bytes = 0
         self._release_held()
-        for request in pending:
+        # Answered but never made durable: as lost as the unanswered ones.
+        for request in awaiting:
             self._fail(request, reason)
+        for request in pending:
+            if not request.is_barrier:
+                self._fail(request, reason)
         if self.on_lost is not None:
             self.on_lost(reason)
 
@@ -280,7 +299,39 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
                 self.in_flight_bytes -= request.nbytes
                 if self.overloaded:
                     self._update_overload()
-            self._complete(request)
+            if request.is_barrier:
+                self._barrier_done(request)
+            elif request.wait_local or request.wait_replicas:
+                self.awaiting_barrier.append(request)
+            else:
+                self._complete(request)
+        return 0
+
+    cdef int _barrier_done(self, RedisRequest barrier) except -1:
+        """A barrier answered: every request held for it (all framed before it) is
+        done if Redis made it as durable as it asked, failed if not."""
+        cdef RedisRequest request
+        cdef Py_ssize_t fsynced = 0, replicas = 0, i = 0
+        cdef str reason = None
+        held, self.awaiting_barrier = self.awaiting_barrier, []
+        if barrier.error is not None:
+            reason = f"Redis could not confirm durability: {barrier.error}"
+        else:
+            if barrier.wait_local:
+                fsynced = (<list>barrier.replies[i])[0]
+                i += 1
+            if barrier.wait_replicas:
+                replicas = barrier.replies[i]
+        for request in held:
+            if reason is None and request.wait_local and fsynced < 1:
+                reason = f"Redis did not fsync its append-only file within {BARRIER_TIMEOUT_MS} ms"
+            if reason is None and replicas < request.wait_replicas:
+                reason = (f"only {replicas} of {request.wait_replicas} replicas confirmed "
+                          f"within {BARRIER_TIMEOUT_MS} ms")
+            if reason is None:
+                self._complete(request)
+            else:
+                self._fail(request, reason)
         return 0
 
     cdef int _complete(self, RedisRequest request) except -1:
@@ -350,6 +401,28 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         self.open = None
         if request is not None and request.expected > 0:
             self.pending.append(request)
+            if request.wait_local:
+                self.barrier_local = True
+            if request.wait_replicas > self.barrier_replicas:
+                self.barrier_replicas = request.wait_replicas
+        return 0
+
+    cdef int _frame_barrier(self) except -1:
+        """One barrier after the requests that asked for durability since the last:
+        group commit, one wait per flush however many messages it carries."""
+        cdef RedisRequest barrier = RedisRequest.__new__(RedisRequest)
+        barrier.is_barrier = True
+        barrier.replies = []
+        if self.barrier_local:
+            barrier.wait_local = True
+            self.writer.command(b"WAITAOF", 1, 0, BARRIER_TIMEOUT_MS)
+            barrier.expected += 1
+        if self.barrier_replicas:
+            barrier.wait_replicas = self.barrier_replicas
+            self.writer.command(b"WAIT", self.barrier_replicas, BARRIER_TIMEOUT_MS)
+            barrier.expected += 1
+        self.pending.append(barrier)
+        self.barrier_local, self.barrier_replicas = False, 0
         return 0
 
     cdef int command(self, RedisRequest request, tuple arguments) except -1:
@@ -366,6 +439,8 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         cdef RespWriter writer = self.writer
         cdef Py_ssize_t written = 0, needed
         self.end_request()
+        if self.connected and (self.barrier_local or self.barrier_replicas):
+            self._frame_barrier()
         self.queued_for_flush = False
         if writer.pending() == 0:
             return 0
@@ -498,12 +573,15 @@ cdef class RedisPipe(RedisConnection):
             self.overloaded = True
         return 0
 
-    def xadd_many(self, entries):
+    def xadd_many(self, entries, bint wait_fsync=False, int wait_replicas=0):
         """XADD each ``(key, entry_id, payload, maxlen)``; returns a future of the
-        replies (entry ids as bytes); an error reply fails the whole future."""
+        replies (entry ids as bytes); an error reply fails the whole future. With
+        ``wait_fsync`` or ``wait_replicas`` it completes after a barrier confirmed."""
         cdef FutureOwner owner = FutureOwner.expecting(1, True, True)
         cdef RedisRequest request = self.open_request(owner, True, False)
         cdef Py_buffer view
+        request.wait_local = wait_fsync
+        request.wait_replicas = wait_replicas
         for key, entry_id, payload, maxlen in entries:
             PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
             try:

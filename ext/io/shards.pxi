@@ -26,6 +26,7 @@ cdef class Shards:
 
     cdef readonly Py_ssize_t nodes
     cdef list pipes                 # RedisPipe or None, per node
+    cdef list durable_pipes         # RedisPipe or None, per node: writes that wait for barriers
     cdef list readers               # StreamReader or None, per node
     cdef uint16_t* node_of_slot     # NULL while one node serves every slot
     cdef list framed                # pipes with commands framed and not written
@@ -35,6 +36,7 @@ cdef class Shards:
             raise ValueError("a shard map needs at least one node")
         self.nodes = nodes
         self.pipes = [None] * nodes
+        self.durable_pipes = [None] * nodes
         self.readers = [None] * nodes
         self.framed = []
 
@@ -63,9 +65,11 @@ cdef class Shards:
             return 0
         return self.node_of_slot[redis_key_slot(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))]
 
-    cdef inline RedisPipe pipe_for(self, bytes key):
-        """The ingest connection of ``key``'s node, or None while it is down."""
-        cdef object pipe = self.pipes[self.node_of(key)]
+    cdef inline RedisPipe pipe_for(self, bytes key, bint durable=False):
+        """The ingest connection of ``key``'s node, or None while it is down. A
+        durable write goes on a connection of its own: its barriers (WAITAOF,
+        WAIT) block that connection until disks and replicas confirm."""
+        cdef object pipe = (self.durable_pipes if durable else self.pipes)[self.node_of(key)]
         if pipe is None or not (<RedisPipe>pipe).connected:
             return None
         return <RedisPipe>pipe
@@ -106,13 +110,17 @@ cdef class Shards:
         """Publish ``node``'s ingest connection (None: it is down)."""
         self.pipes[node] = pipe
 
+    def set_durable_pipe(self, Py_ssize_t node, RedisPipe pipe):
+        """Publish ``node``'s connection for durable writes (None: it is down)."""
+        self.durable_pipes[node] = pipe
+
     def set_reader(self, Py_ssize_t node, StreamReader reader):
         """Publish ``node``'s read connection (None: it is down)."""
         self.readers[node] = reader
 
-    def pipe_for_key(self, bytes key):
+    def pipe_for_key(self, bytes key, bint durable=False):
         """The ingest connection of ``key``, or None while its node is down."""
-        return self.pipe_for(key)
+        return self.pipe_for(key, durable)
 
     def reader_for_key(self, bytes key):
         """The read connection of ``key``, or None while its node is down."""
