@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ack", action=argparse.BooleanOptionalAction, default=False, help="ack=true (push modes)"
     )
     load.add_argument("--window", type=_positive_int, default=8, help="unacked messages per socket (--ack)")
+    load.add_argument(
+        "--durability",
+        default="memory",
+        help="push sockets' ?durability= (fsync needs --persist and a Redis with WAITAOF)",
+    )
     load.add_argument("--duration", type=_positive_float, default=5.0, help="seconds of sending")
     load.add_argument("--streams", type=_positive_int, help="distinct streams (default: one per connection)")
     load.add_argument("--max-len", type=_positive_int, help="set this max_len metadata on the bench streams")
@@ -261,6 +266,7 @@ def run_once(args: argparse.Namespace, target: Target) -> RunResult:
                 duration=args.duration,
                 drain_timeout=args.drain_timeout,
                 seed=index,
+                durability=args.durability,
             )
             for index, group in enumerate(split_connections(per_connection, args.processes))
         ]

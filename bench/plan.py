@@ -22,6 +22,7 @@ class LoadPlan:
     duration: float
     drain_timeout: float
     seed: int
+    durability: str = "memory"  # push: the sockets' ?durability=
 
 
 @dataclass

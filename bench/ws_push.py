@@ -25,10 +25,11 @@ BURST_BYTES = 256 * 1024
 POLL_SECONDS = 0.002
 
 
-def push_url(base_url: str, sid: str, batch: bool, ack: bool, token: str) -> str:
-    query = urllib.parse.urlencode(
-        {"batch": "true" if batch else "false", "ack": "true" if ack else "false", "token": token}
-    )
+def push_url(base_url: str, sid: str, batch: bool, ack: bool, token: str, durability: str = "memory") -> str:
+    fields = {"batch": "true" if batch else "false", "ack": "true" if ack else "false", "token": token}
+    if durability != "memory":
+        fields["durability"] = durability
+    query = urllib.parse.urlencode(fields)
     return "ws" + base_url[4:] + f"/data/{urllib.parse.quote(sid, safe='')}/push?{query}"
 
 
@@ -103,7 +104,9 @@ class PushProducer(WSListener):
     # -- the load -----------------------------------------------------------
 
     async def connect(self) -> None:
-        url = push_url(self.plan.base_url, self.sid, self.batch, self.plan.ack, self.plan.token)
+        url = push_url(
+            self.plan.base_url, self.sid, self.batch, self.plan.ack, self.plan.token, self.plan.durability
+        )
         await ws_connect(lambda: self, url, websocket_handshake_timeout=10)
 
     def _stop(self) -> None:
