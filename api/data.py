@@ -16,13 +16,20 @@ from engine.cursors import BadCursor, parse_cursors
 from engine.redis.sharded import read_within
 from engine.ws.pull import MAX_COUNT
 
+# The entry-offset header stays within what common HTTP clients read in one
+# header line (Python's http.client and so requests: 64 KiB). An item is
+# ["sid","<ms>-<seq>",offset]: the id's JSON plus at most this much.
+MAX_OFFSETS_HEADER_BYTES = 60_000
+OFFSET_ITEM_OVERHEAD = 2 * 20 + 1 + 20 + 7
+
 
 async def read_entries(request: Request) -> Response:
     """``last_entry_id``: ``*`` the latest ``count`` entries (oldest first); an id,
     ``0`` or ``$``: up to ``count`` entries after it (none exist after ``$``).
     The ``entry-offset`` header lists ``[sid, entry_id, start]`` per entry, in ASCII.
-    A body stays within --max-response-bytes (at least one entry): entries past
-    it are left out (the newest kept for ``*``) and ``entry-truncated: true`` says so."""
+    A body stays within --max-response-bytes (at least one entry) and the header
+    within 60 kB (about 800 entries): entries past either are left out (the
+    newest kept for ``*``) and ``entry-truncated: true`` says so."""
     authenticated_user(request)
     sids = path_stream_ids(request)
     count = integer(request.query_params, "count", 1, minimum=1)
@@ -44,20 +51,27 @@ async def read_entries(request: Request) -> Response:
     first_page = max(1, budget // config.max_message_size)
     entries: list[Any] = []
     truncated = False
+    header_room = MAX_OFFSETS_HEADER_BYTES
     for key, cursor in zip(keys, cursors, strict=True):
         if cursor.kind == "now":
             continue  # "$": nothing newer than now exists yet
         newest = cursor.kind == "newest"
         after = None if newest else (cursor.ms, cursor.seq)
         used = sum(entry.payload_size for entry in entries)
+        # The offsets header lists every entry: it too must stay readable.
+        fits = header_room // (len(key.json) + OFFSET_ITEM_OVERHEAD)
+        if fits < 1:
+            truncated = True
+            break
         got, cut = await read_within(
-            shards, key, count, newest, after, budget - used, first_page, at_least_one=not entries
+            shards, key, min(count, fits), newest, after, budget - used, first_page, at_least_one=not entries
         )
         if isinstance(got, ReplyError):
             # WRONGTYPE and the like: the key is not a stream.
             raise HTTPException(400, f"Redis refused the read: {got}")
         entries.extend(got)
-        truncated = truncated or cut
+        header_room -= len(got) * (len(key.json) + OFFSET_ITEM_OVERHEAD)
+        truncated = truncated or cut or (fits < count and len(got) == fits)
     body, offsets = join_entries(entries)
     del entries  # the body holds a copy: only one of them stays while it is sent
     headers = {"entry-offset": offsets}

@@ -157,7 +157,7 @@ async def acked_until_killed(
 def read_all(engine: EngineProcess, sid: str) -> list[str]:
     """Every entry id of ``sid`` through GET /data, waiting for the engine to answer."""
     ids: list[str] = []
-    params = {"count": "10000", "last_entry_id": "0", "token": engine.token()}
+    params = {"count": "200", "last_entry_id": "0", "token": engine.token()}
     deadline = time.monotonic() + 30
     while True:
         response = httpx.get(f"{engine.base_url}/data/{sid}", params=params, timeout=10)

@@ -199,3 +199,18 @@ def test_the_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         resolve({"max_response_bytes": "-1"}, {})
     assert resolve({"body_timeout": "2.5"}, {}).body_timeout == 2.5
+
+
+def test_the_offsets_header_stays_readable(small_engine: EngineProcess, store: redis.Redis, sid: str) -> None:
+    import urllib.request
+
+    ids = fill(store, sid, 2000, size=4)
+    url = f"{small_engine.base_url}/data/{sid}?count=2000&last_entry_id=0&token={small_engine.token()}"
+    with urllib.request.urlopen(url, timeout=10) as response:  # http.client: 64 KiB per header line
+        header = response.headers["entry-offset"]
+        truncated = response.headers["entry-truncated"]
+        body = response.read()
+    items = json.loads(header)
+    assert len(header) <= 60_000 and truncated == "true"
+    assert [item[1] for item in items] == ids[: len(items)] and len(items) > 500
+    assert len(body) == 4 * len(items)
