@@ -5,6 +5,7 @@ wrote."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -158,3 +159,24 @@ def test_a_stopped_server_is_not_restarted(tmp_path: Path) -> None:
     time.sleep(0.5)
     assert process.poll() is not None and server.process is None
     assert process.pid not in [child.pid for child in psutil.Process(os.getpid()).children()]
+
+
+def test_a_feature_the_server_lacks_closes_1011_with_the_reason(redis_url: str, sid: str) -> None:
+    from tests.inprocess import open_runtime, run, serve
+    from tests.pushclient import push
+
+    async def main() -> None:
+        runtime = await open_runtime(redis_url)
+        runtime.server = ServerVersion("Redis", (6, 2, 6))  # as an older Redis would report
+        served = await serve(runtime)
+        try:
+            url = f"ws://127.0.0.1:{served.port}/data/{sid}/push?batch=true&ack=true"
+            header = json.dumps([[sid, "1000-*", 0]])
+            result = await push(url, [header, b"x"], wait_close=True)
+            assert result.close_code == 1011
+            assert "ms-*" in result.close_reason and "Redis 6.2.6" in result.close_reason
+            assert redis.Redis.from_url(redis_url).xlen(sid) == 0
+        finally:
+            await served.close()
+
+    run("uvloop", main)
