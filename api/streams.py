@@ -56,7 +56,7 @@ async def stream(request: Request) -> Response:
     if request.method == "DELETE":
         deleted = await runtime_of(request).catalog.delete(sids)
         for deleted_sid in sids:
-            runtime_of(request).maxlens.forget(deleted_sid)
+            await runtime_of(request).maxlens.changed(deleted_sid, None)
         return ORJSONResponse({"deleted": sids, "keys_removed": deleted})
     if len(sids) != 1:
         raise HTTPException(400, f"{request.method} /streams/{{sid}} takes one stream id, not {len(sids)}")
@@ -81,5 +81,5 @@ async def _put_meta(request: Request, sid: str) -> Response:
         raise HTTPException(400, "metadata must be a JSON object")
     override = flag(request.query_params, "override")
     stored = await runtime_of(request).catalog.put_meta(sid, update, override)
-    runtime_of(request).maxlens.update(sid, stored)
+    await runtime_of(request).maxlens.changed(sid, stored)
     return ORJSONResponse(stored)

@@ -30,7 +30,7 @@ MAX_HEAD_BYTES = 16 * 1024
 # A client that sends no complete head in this time is dropped (slowloris).
 HEAD_TIMEOUT_SECONDS = 10.0
 WS_HANDSHAKE_TIMEOUT_SECONDS = 5.0
-WS_READ_BUFFER_BYTES = 256 * 1024
+WS_READ_BUFFER_BYTES = 4 * 1024
 WS_SOCKET_RECEIVE_BUFFER_BYTES = 1024 * 1024
 # picows refuses a frame above its limit before delivering the frames read just
 # before it, and the sessions take nothing once a close went out (it could not

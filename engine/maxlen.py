@@ -1,8 +1,13 @@
 """Per-stream MAXLEN: the ``max_len`` metadata, cached for the push path.
 
 A stream's first push waits for its metadata once; after that the push path
-reads a dict. PUT /streams updates this process at once; other processes
-see the change within REFRESH_SECONDS (the cache is refreshed in place).
+reads a dict. Loads are single-flight and batched: however many sockets ask
+at once, one pipelined read per event loop turn, on one connection.
+
+A change (PUT or DELETE /streams/{sid}) updates the process that served it at
+once and is published on CHANGES_CHANNEL: every engine process subscribed to
+it reloads that stream (within milliseconds). A refresh every REFRESH_SECONDS
+catches what a process missed while its subscription was down.
 """
 
 from __future__ import annotations
@@ -15,47 +20,130 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from engine.meta import META_PREFIX, max_len_of, parse_meta
+from engine.redis.link import Backoff
 
 log = logging.getLogger("engine.maxlen")
 
-REFRESH_SECONDS = 5.0
+REFRESH_SECONDS = 30.0
 # Streams whose max_len a process keeps (a '*' producer may name any number).
 MAX_STREAMS_CACHED = 10_000
+# Every engine process in front of the same Redis listens here for metadata changes.
+CHANGES_CHANNEL = "ptg-engine:metadata-changed"
+_REDIS_TROUBLE = (RedisError, OSError)
+# How long stopping may wait for the subscription's next look at its socket.
+STOP_POLL_SECONDS = 0.5
 
 
 class MaxLenCache:
     """``values`` maps stream keys (UTF-8 bytes) to their MAXLEN; read by PushSession."""
 
-    def __init__(self, redis: Redis, default: int):
+    def __init__(self, redis: Redis, default: int, subscriber: Redis):
+        """``subscriber``: a client of its own for the subscription (a pub/sub
+        connection returned to a shared pool after an outage broke later requests)."""
         self.redis = redis
+        self.subscriber = subscriber
         self.default = default
         self.values: dict[bytes, int] = {}
-        self._refresher: asyncio.Task[None] | None = None
+        self._loading: dict[bytes, asyncio.Future[None]] = {}
+        self._queued: list[bytes] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def load(self, keys: list[bytes]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(META_PREFIX.encode() + key)
-            raws = await pipe.execute()
+        """Read ``keys``' max_len into ``values``: joined to a load already under way,
+        and sent with every other key asked for in this turn of the loop."""
+        waits = []
+        for key in keys:
+            future = self._loading.get(key)
+            if future is None:
+                future = asyncio.get_running_loop().create_future()
+                self._loading[key] = future
+                if not self._queued:
+                    asyncio.get_running_loop().call_soon(self._send_queued)
+                self._queued.append(key)
+            waits.append(future)
+        await asyncio.gather(*waits)
+
+    def _send_queued(self) -> None:
+        keys, self._queued = self._queued, []
+        task = asyncio.get_running_loop().create_task(self._read(keys))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _read(self, keys: list[bytes]) -> None:
+        futures = [self._loading.pop(key) for key in keys]
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(META_PREFIX.encode() + key)
+                raws = await pipe.execute()
+        except BaseException as error:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
         for key, raw in zip(keys, raws, strict=True):
             self.values[key] = max_len_of(None if raw is None else parse_meta(raw), self.default)
         while len(self.values) > MAX_STREAMS_CACHED:
             # Forget the oldest: it is read again from Redis on its next push.
             self.values.pop(next(iter(self.values)))
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
 
-    def update(self, sid: str, meta: dict[str, Any]) -> None:
-        """Called after PUT /streams/{sid} in this process."""
-        self.values[sid.encode()] = max_len_of(meta, self.default)
-
-    def forget(self, sid: str) -> None:
-        self.values.pop(sid.encode(), None)
+    async def changed(self, sid: str, meta: dict[str, Any] | None) -> None:
+        """``sid``'s metadata was just written (None: deleted): apply it here, tell the others."""
+        key = sid.encode()
+        if meta is None:
+            self.values.pop(key, None)
+        else:
+            self.values[key] = max_len_of(meta, self.default)
+        await self.redis.publish(CHANGES_CHANNEL, key)
 
     def start(self) -> None:
-        self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+        loop = asyncio.get_running_loop()
+        self._tasks += [loop.create_task(self._follow_changes()), loop.create_task(self._refresh_forever())]
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.subscriber.aclose()
+
+    async def _follow_changes(self) -> None:
+        waits = Backoff().waits()
+        while not self._stopping:
+            pubsub = self.subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANGES_CHANNEL)
+                waits = Backoff().waits()
+                # Polled, not listen(): redis-py's listen() swallows a task's cancellation.
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=STOP_POLL_SECONDS)
+                    key = message.get("data") if message else None
+                    if isinstance(key, bytes) and key in self.values:
+                        self._reload_soon(key)
+            except _REDIS_TROUBLE as error:
+                log.warning("not following metadata changes (%s); retrying", error)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if not self._stopping:
+                await asyncio.sleep(next(waits))
+
+    def _reload_soon(self, key: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._reload(key))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _reload(self, key: bytes) -> None:
+        try:
+            await self.load([key])
+        except _REDIS_TROUBLE as error:
+            # The cached value stays: the periodic refresh tries again.
+            log.warning("cannot reload the max_len of %r: %s", key, error)
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -65,5 +153,5 @@ class MaxLenCache:
                 continue
             try:
                 await self.load(keys)
-            except (RedisError, OSError) as error:
+            except _REDIS_TROUBLE as error:
                 log.warning("cannot refresh stream max_len metadata: %s", error)

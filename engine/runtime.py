@@ -84,7 +84,7 @@ class Runtime:
             await control.aclose()
             raise
         log.info("Redis at %s is %s", describe(config.redis_url), server)
-        maxlens = MaxLenCache(control, config.max_len)
+        maxlens = MaxLenCache(control, config.max_len, control_client(config.redis_url))
         maxlens.start()
         return cls(
             config=config,

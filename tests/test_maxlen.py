@@ -1,0 +1,59 @@
+"""The max_len cache: a change made through one engine process reaches every other
+process within 100 ms (pub/sub), and a crowd of sockets asking for the same or
+different streams at once costs one pipelined read on one connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+
+from tests.inprocess import open_runtime, run
+
+
+def test_a_change_reaches_the_other_processes_within_100_ms(redis_url: str, sid: str) -> None:
+    async def main() -> None:
+        here, there = await open_runtime(redis_url), await open_runtime(redis_url)
+        try:
+            key = sid.encode()
+            await there.maxlens.load([key])
+            assert there.maxlens.values[key] == there.config.max_len
+            await asyncio.sleep(0.2)  # both subscriptions are up
+            stored = await here.catalog.put_meta(sid, {"max_len": 7}, override=False)
+            started = time.monotonic()
+            await here.maxlens.changed(sid, stored)
+            assert here.maxlens.values[key] == 7
+            while there.maxlens.values.get(key) != 7:
+                assert time.monotonic() - started < 0.1, "not seen by the other process in 100 ms"
+                await asyncio.sleep(0.002)
+            await here.catalog.delete([sid])
+            await here.maxlens.changed(sid, None)
+            while there.maxlens.values.get(key) != there.config.max_len:
+                assert time.monotonic() - started < 1
+                await asyncio.sleep(0.002)
+        finally:
+            await here.close()
+            await there.close()
+
+    run("uvloop", main)
+
+
+def test_many_loads_at_once_are_one_read(redis_url: str, store: redis.Redis, sid: str) -> None:
+    def gets() -> int:
+        return int(store.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+
+    async def main() -> None:
+        runtime = await open_runtime(redis_url)
+        try:
+            keys = [f"{sid}-{i % 50}".encode() for i in range(1000)]
+            clients_before = len(store.client_list())
+            before = gets()
+            await asyncio.gather(*(runtime.maxlens.load([key]) for key in keys))
+            assert gets() - before == 50  # each distinct stream read once
+            assert all(runtime.maxlens.values[key] == runtime.config.max_len for key in keys)
+            assert len(store.client_list()) - clients_before <= 1
+        finally:
+            await runtime.close()
+
+    run("uvloop", main)
