@@ -25,6 +25,7 @@ class Counters:
     pull_catch_up_reads: int
     push_sockets: int
     pull_sockets: int
+    sockets_peak: int
     def record_close(self, code: int) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
 

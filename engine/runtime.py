@@ -16,6 +16,7 @@ from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
 from engine.durability import Durability
 from engine.maxlen import MaxLenCache
+from engine.memory import MemoryTrimmer
 from engine.redis.connect import control_client, server_of
 from engine.redis.link import RedisAddress, RedisLink, describe
 from engine.redis.servers import ServerVersion
@@ -53,6 +54,7 @@ class Runtime:
     server: ServerVersion  # what the Redis is, for features that depend on it
     aof_enabled: bool
     durability: Durability  # producers' default
+    trimmer: MemoryTrimmer
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +88,8 @@ class Runtime:
         log.info("Redis at %s is %s", describe(config.redis_url), server)
         maxlens = MaxLenCache(control, config.max_len, control_client(config.redis_url))
         maxlens.start()
+        trimmer = MemoryTrimmer(counters)
+        trimmer.start()
         return cls(
             config=config,
             control=control,
@@ -100,6 +104,7 @@ class Runtime:
             server=server,
             aof_enabled=aof_enabled,
             durability=durability,
+            trimmer=trimmer,
         )
 
     @property
@@ -119,6 +124,7 @@ class Runtime:
         return self.users.check(user, password)
 
     async def close(self) -> None:
+        await self.trimmer.stop()
         await self.maxlens.stop()
         await self.pulls.close()
         for link in self.links:

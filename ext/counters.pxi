@@ -31,7 +31,16 @@ cdef class Counters:
     # Open sockets
     cdef public int64_t push_sockets
     cdef public int64_t pull_sockets
+    cdef public int64_t sockets_peak        # the most open at once since it was last reset
     cdef uint64_t closes[CLOSE_CODE_SLOTS + 1]
+
+    cdef inline void socket_opened(self, bint push) noexcept:
+        if push:
+            self.push_sockets += 1
+        else:
+            self.pull_sockets += 1
+        if self.push_sockets + self.pull_sockets > self.sockets_peak:
+            self.sockets_peak = self.push_sockets + self.pull_sockets
 
     cdef inline void count_close(self, int code) noexcept:
         cdef int slot = code - CLOSE_CODE_FIRST
@@ -65,5 +74,6 @@ cdef class Counters:
             "pull_catch_up_reads": self.pull_catch_up_reads,
             "push_sockets": self.push_sockets,
             "pull_sockets": self.pull_sockets,
+            "sockets_peak": self.sockets_peak,
             "closes": closes,
         }

@@ -195,7 +195,7 @@ cdef class PullSession(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
-        self.counters.pull_sockets += 1
+        self.counters.socket_opened(False)
         self.underlying = transport.underlying_transport
         self.write_buffer_size = self.underlying.get_write_buffer_size
         if not transport.is_secure:

@@ -189,7 +189,7 @@ cdef class PushSession(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
-        self.counters.push_sockets += 1
+        self.counters.socket_opened(True)
         if self.single_key is not None and self.single_key not in self.maxlens:
             self._wait_for_maxlens([self.single_key])
         elif self.route._mode == ROUTE_LISTED:
