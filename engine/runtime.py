@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from engine._core import Counters, RedisPipe, Shards, StreamReader
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
+from engine.descriptors import DescriptorWatch
 from engine.durability import Durability
 from engine.maxlen import MaxLenCache
 from engine.memory import MemoryTrimmer
@@ -55,6 +56,7 @@ class Runtime:
     aof_enabled: bool
     durability: Durability  # producers' default
     trimmer: MemoryTrimmer
+    descriptors: DescriptorWatch
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -90,6 +92,8 @@ class Runtime:
         maxlens.start()
         trimmer = MemoryTrimmer(counters)
         trimmer.start()
+        descriptors = DescriptorWatch()
+        descriptors.start()
         return cls(
             config=config,
             control=control,
@@ -105,6 +109,7 @@ class Runtime:
             aof_enabled=aof_enabled,
             durability=durability,
             trimmer=trimmer,
+            descriptors=descriptors,
         )
 
     @property
@@ -125,6 +130,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.trimmer.stop()
+        await self.descriptors.stop()
         await self.maxlens.stop()
         await self.pulls.close()
         for link in self.links:
