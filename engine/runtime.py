@@ -104,7 +104,7 @@ class Runtime:
             shards=shards,
             links=links,
             maxlens=maxlens,
-            pulls=PullHub(address, counters),
+            pulls=PullHub(shards, [address], counters),
             server=server,
             aof_enabled=aof_enabled,
             durability=durability,

@@ -31,6 +31,7 @@ include "io/redis_connection.pxi"
 include "io/shards.pxi"
 include "io/push_session.pxi"
 include "io/pull_feed.pxi"
+include "io/keyspace_listener.pxi"
 include "io/pull_session.pxi"
 
 # Python views of C state, for tests and metrics.

@@ -28,6 +28,9 @@ cdef class Counters:
     cdef public uint64_t pull_entries
     cdef public uint64_t pull_bytes
     cdef public uint64_t pull_catch_up_reads  # a socket behind its feed read Redis itself
+    cdef public uint64_t feed_reads         # XREADs of followed streams (Redis' work for following)
+    cdef public uint64_t feed_entries       # entries they brought
+    cdef public uint64_t notifications      # keyspace notifications of followed streams
     # Open sockets
     cdef public int64_t push_sockets
     cdef public int64_t pull_sockets
@@ -72,6 +75,9 @@ cdef class Counters:
             "pull_entries": self.pull_entries,
             "pull_bytes": self.pull_bytes,
             "pull_catch_up_reads": self.pull_catch_up_reads,
+            "feed_reads": self.feed_reads,
+            "feed_entries": self.feed_entries,
+            "notifications": self.notifications,
             "push_sockets": self.push_sockets,
             "pull_sockets": self.pull_sockets,
             "sockets_peak": self.sockets_peak,

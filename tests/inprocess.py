@@ -40,7 +40,7 @@ async def open_runtime(redis_url: str, linger: float = 0.1, **feed_options: int)
     runtime = await Runtime.open(config)
     await runtime.pulls.close()
     runtime.pulls = PullHub(
-        RedisAddress(redis_url), runtime.counters, linger=linger, feed_options=feed_options
+        runtime.shards, [RedisAddress(redis_url)], runtime.counters, linger=linger, feed_options=feed_options
     )
     return runtime
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -27,6 +28,20 @@ def pull_url(ws_url: str, token: str, sids: str | list[str], **params: Any) -> s
 
 async def connect(ws_url: str, token: str, sids: str | list[str], **params: Any) -> ClientConnection:
     return await websockets.connect(pull_url(ws_url, token, sids, **params), max_size=2**26)
+
+
+async def connect_slow(ws_url: str, token: str, sids: str | list[str], **params: Any) -> ClientConnection:
+    """A client that keeps one message and a small kernel buffer: left unread, it
+    holds back the server within a few hundred KiB, not the megabytes loopback
+    autotuning would otherwise take in."""
+    where = urlsplit(ws_url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (where.hostname, where.port))
+    return await websockets.connect(
+        pull_url(ws_url, token, sids, **params), sock=sock, max_size=2**26, max_queue=1
+    )
 
 
 def unpack(header: str | bytes, body: bytes) -> list[Entry]:

@@ -16,6 +16,7 @@ import websockets
 from engine._core import Shards, key_slot
 from engine.redis.link import RedisAddress
 from engine.runtime import Runtime, connect_nodes
+from engine.ws.hub import PullHub
 from tests.cutproxy import CutProxy
 from tests.inprocess import LOOPS, open_runtime, run, serve
 from tests.pulling import collect, step
@@ -43,6 +44,9 @@ async def two_node_runtime(redis_url: str, proxy: CutProxy, **feed_options: int)
     addresses = [RedisAddress(redis_url), RedisAddress(proxy.url)]
     runtime.links = await connect_nodes(shards, addresses, runtime.counters)
     runtime.shards = shards
+    linger, options = runtime.pulls.linger, runtime.pulls.feed_options
+    await runtime.pulls.close()
+    runtime.pulls = PullHub(shards, addresses, runtime.counters, linger=linger, feed_options=options)
     for link in old:
         link.close()
     return runtime

@@ -9,7 +9,9 @@ RedisConnection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
@@ -58,9 +60,10 @@ class RedisAddress:
             tls_options = {name: value for name, value in options.items() if name.startswith("ssl_")}
             self.tls = SSLConnection(**tls_options).ssl_context.get()
 
-    async def open(self, factory: Callable[[], Connection]) -> Connection:
-        """Connect ``factory()``, log in, select the database and PING: a connection
-        that opens is not yet a Redis that answers. One that fails on the way is closed."""
+    async def open(self, factory: Callable[[], Connection], name: str | None = None) -> Connection:
+        """Connect ``factory()``, log in, select the database, name the connection
+        (what CLIENT LIST shows) and PING: a connection that opens is not yet a
+        Redis that answers. One that fails on the way is closed."""
         loop = asyncio.get_running_loop()
         if self.unix_path is not None:
             _, connection = await loop.create_unix_connection(factory, self.unix_path)
@@ -72,11 +75,20 @@ class RedisAddress:
                 await connection.call("AUTH", *[part for part in credentials if part is not None])
             if self.database:
                 await connection.call("SELECT", self.database)
+            if name is not None:
+                # A managed Redis may not allow it; the name only helps operators.
+                with contextlib.suppress(ReplyError):
+                    await connection.call("CLIENT", "SETNAME", name)
             await connection.call("PING")
         except BaseException:
             connection.close()
             raise
         return connection
+
+
+def client_name(role: str) -> str:
+    """What CLIENT LIST calls a connection of this process: ptg-engine-<pid>-<role>."""
+    return f"ptg-engine-{os.getpid()}-" + "-".join(role.replace("'", "").split())
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,7 @@ class RedisLink(Generic[Connection]):
     async def connect(self, timeout: float = CONNECT_SECONDS) -> None:
         """Connect once; raises what the attempt raised (CONNECT_ERRORS, GiveUp)."""
         async with asyncio.timeout(timeout):
-            connection = await self.address.open(self.factory)
+            connection = await self.address.open(self.factory, client_name(self.role))
             try:
                 if self.prepare is not None:
                     await self.prepare(connection)

@@ -1,14 +1,19 @@
-# A pull feed: per process, one blocking XREAD over a set of streams that
-# pull sockets follow, its entries kept in one StreamRing per stream.
+# Pull feeds: per process, one PullFeed per stream that pull sockets follow,
+# its recent entries in a StreamRing. A socket is a cursor over the ring of
+# each of its streams (io/pull_session.pxi), so a process holds one copy of
+# each entry however many sockets follow it.
+#
+# What a feed reads, and when, the hub decides (engine/ws/hub.py): a quiet
+# stream is read when Redis notifies that it changed (keyspace notifications,
+# one subscriber connection per node), a busy one by its node's HotReader,
+# one blocking XREAD over the few busiest streams. Neither costs a
+# connection per stream.
 #
 # The sockets following a feed are FeedFollowers: woken when entries arrive,
-# told when the feed fails. A socket is a cursor per stream over the rings
-# (io/pull_session.pxi), so the feed holds one copy of each entry however
-# many sockets follow it. The hub (engine/ws/hub.py) connects, primes and
-# reconnects feeds.
+# told when the feed fails.
 #
-# Uses: common.pxi, sansio/entry_id.pxi, sansio/stream_entry.pxi, sansio/reply_parser.pxi,
-#       sansio/stream_commands.pxi, io/redis_connection.pxi
+# Uses: common.pxi, counters.pxi, sansio/entry_id.pxi, sansio/stream_entry.pxi,
+#       sansio/reply_parser.pxi, sansio/stream_commands.pxi, io/redis_connection.pxi
 
 _pull_log = logging.getLogger("engine.pull")
 
@@ -19,6 +24,9 @@ cdef Py_ssize_t RING_MAX_ENTRIES = 1024
 cdef Py_ssize_t RING_MAX_BYTES = 8 * 1024 * 1024
 # Entries per stream one XREAD of a feed returns at most.
 cdef Py_ssize_t FEED_READ_COUNT = 512
+# The HotReader's XREAD returns after this long without entries, so that
+# streams join and leave its set within it.
+cdef int HOT_BLOCK_MS = 100
 # One read (a feed's XREAD, per stream, or a socket's catch-up XRANGE) asks
 # for about this many bytes at the ring's mean entry size, at least one
 # entry. 1 MiB entries: 1 per read, not 256 or 512.
@@ -115,112 +123,142 @@ cdef class StreamRing:
 
 
 cdef class FeedFollower(RedisOwner):
-    """A socket following a feed (and owning its own catch-up reads)."""
+    """A socket following feeds (and owning its own catch-up reads)."""
 
-    cdef bint is_waiting                # in its feed's waiting list
+    cdef bint is_waiting                # asked its feeds to wake it
 
     cdef int entries_arrived(self) except -1:
-        """The feed has new entries (the follower was waiting for them)."""
+        """A feed the follower waited on has new entries."""
         return 0
 
     cdef int feed_failed(self, str reason) except -1:
-        """The feed cannot go on: the follower closes."""
+        """A feed cannot go on: the follower closes."""
         return 0
 
 
 @cython.final
 cdef class PullFeed(RedisOwner):
-    """One blocking XREAD loop for the pull sockets of a process that follow one
-    set of streams. The hub connects it (``serve``); replies fill the rings and
-    wake the followers waiting for entries."""
+    """The stream ``key`` as the pull sockets of one process follow it: its ring,
+    its followers, and its reads from Redis, which the hub asks for."""
 
-    cdef readonly tuple keys          # StreamKey, in the feed's order
-    cdef list rings
-    cdef dict ring_by_key
-    cdef list waiting                 # FeedFollower waiting for an entry
+    cdef readonly StreamKey key
+    cdef readonly StreamRing ring
+    cdef dict waiting                 # FeedFollower -> None, in the order they came
     cdef readonly set followers
-    cdef StreamReader reader
     cdef readonly bint started
     cdef readonly bint closed
-    cdef readonly Py_ssize_t read_count     # entries per stream per XREAD at most
-    cdef Py_ssize_t read_bytes              # bytes per stream per XREAD, about
+    cdef readonly Py_ssize_t read_count     # entries per XREAD at most
+    cdef Py_ssize_t read_bytes              # bytes per XREAD, about
+    cdef Counters counters
+    cdef StreamReader reader          # of the read in flight
+    cdef bint read_again              # Redis said it changed while that read was out
+    cdef public object on_read_failed # callable(feed, reason): the hub tries again later
+    cdef readonly uint64_t received   # entries taken, for the hub's measure of how busy it is
 
-    def __init__(self, keys, Py_ssize_t read_count=FEED_READ_COUNT,
+    def __init__(self, StreamKey key, Counters counters=None, Py_ssize_t read_count=FEED_READ_COUNT,
                  Py_ssize_t ring_entries=RING_MAX_ENTRIES, Py_ssize_t ring_bytes=RING_MAX_BYTES,
                  Py_ssize_t read_bytes=PULL_READ_BYTES):
-        self.keys = tuple(keys)
-        self.rings = [StreamRing(key, ring_entries, ring_bytes) for key in self.keys]
-        self.ring_by_key = {(<StreamKey>key).key: ring for key, ring in zip(self.keys, self.rings)}
-        self.waiting = []
+        self.key = key
+        self.ring = StreamRing(key, ring_entries, ring_bytes)
+        self.waiting = {}
         self.followers = set()
         self.read_count = max(1, read_count)
         self.read_bytes = read_bytes
-
-    def ring(self, bytes key):
-        return self.ring_by_key[key]
+        self.counters = counters if counters is not None else Counters()
 
     def prime(self, list newest):
-        """Start the rings from each stream's newest entry (a list of 0 or 1 entries each)."""
-        cdef Py_ssize_t i
-        for i in range(len(self.rings)):
-            (<StreamRing>self.rings[i]).prime(newest[i])
+        """Start the ring from the stream's newest entry (a list of 0 or 1 entries)."""
+        self.ring.prime(newest)
         self.started = True
         self.wake()
 
-    def serve(self, StreamReader reader):
-        """Read on ``reader`` (connected) from now on."""
+    cdef inline Py_ssize_t next_read_count(self) noexcept:
+        return self.ring.entries_within(self.read_bytes, self.read_count)
+
+    cdef inline bytes after(self):
+        return entry_id_bytes(self.ring.last_ms, self.ring.last_seq)
+
+    def read(self, StreamReader reader):
+        """Queue a read of what the stream got after the ring's newest entry on
+        ``reader`` (the caller flushes it); with a read already out, read once more
+        when it is back. False when nothing was queued."""
+        return self.request_read(reader)
+
+    cdef bint request_read(self, StreamReader reader) except -1:
+        if self.closed or not self.started:
+            return False
+        if self.reader is not None:
+            self.read_again = True
+            return False
+        return self._read(reader)
+
+    cdef bint _read(self, StreamReader reader) except -1:
+        cdef Py_ssize_t count = self.next_read_count()
+        if not reader.connected:
+            return False
         self.reader = reader
-        if not self.closed:
-            self._read_next()
-
-    def stop_serving(self):
-        self.reader = None
-
-    cdef Py_ssize_t next_read_count(self) except -1:
-        """COUNT applies to each stream: the stream of the largest entries sets it."""
-        cdef StreamRing ring
-        cdef Py_ssize_t count = self.read_count
-        for ring in self.rings:
-            count = ring.entries_within(self.read_bytes, count)
-        return count
-
-    cdef int _read_next(self) except -1:
-        cdef StreamRing ring
-        cdef list after = [entry_id_bytes(ring.last_ms, ring.last_seq) for ring in self.rings]
-        self.reader.send_read(SHAPE_XREAD, list(self.keys), self, 0,
-                              blocking_read(list(self.keys), after, self.next_read_count()))
-        self.reader.flush()
-        return 0
+        self.read_again = False
+        # The request's slot keeps the COUNT asked for: a full reply means read on.
+        reader.send_read(SHAPE_XREAD, [self.key], self, count,
+                         streams_after([self.key], [self.after()], count, -1))
+        self.counters.feed_reads += 1
+        return True
 
     cdef int request_done(self, RedisRequest request) except -1:
-        cdef Py_ssize_t i
-        cdef list entries
         cdef object reply = request.reply
+        cdef StreamReader reader = self.reader
+        cdef list entries
+        self.reader = None
         if self.closed:
             return 0
         if type(reply) is ReplyError:
-            self.fail(f"Redis refused to read the streams: {reply}")
+            self.fail(f"Redis refused to read {self.key.sid!r}: {reply}")
             return 0
-        for i in range(len(self.rings)):
-            entries = <list>(<list>reply)[i]
-            if entries:
-                (<StreamRing>self.rings[i]).extend(entries)
-        # Ask for the next entries before fanning these out: Redis works meanwhile.
-        if self.reader is not None and self.reader.connected:
-            self._read_next()
-        self.wake()
+        entries = <list>(<list>reply)[0]
+        if entries:
+            self.take(entries)
+        # More may be there: a full read, or a change noticed meanwhile.
+        if self.read_again or len(entries) >= request.slot:
+            if self._read(reader):
+                reader.flush()
+        return 0
+
+    cdef int request_failed(self, RedisRequest request, str reason) except -1:
+        self.reader = None
+        if not self.closed and self.on_read_failed is not None:
+            self.on_read_failed(self, reason)
         return 0
 
     cdef int request_error(self, RedisRequest request, object error) except -1:
-        # Not one socket's fault (those are caught in wake): the feed cannot go on.
+        # Not one socket's fault (those are caught where it is woken): the feed cannot go on.
         self.fail("internal error in the pull feed")
+        return 0
+
+    cdef int take(self, list entries) except -1:
+        """Entries read after the ring's newest; those it has already (two reads
+        that crossed) are skipped."""
+        cdef StreamEntry first = <StreamEntry>entries[0]
+        cdef Py_ssize_t skip = 0
+        if not id_less(self.ring.last_ms, self.ring.last_seq, first.ms, first.seq):
+            while skip < len(entries) and not id_less(
+                    self.ring.last_ms, self.ring.last_seq,
+                    (<StreamEntry>entries[skip]).ms, (<StreamEntry>entries[skip]).seq):
+                skip += 1
+            if skip == len(entries):
+                return 0
+            entries = entries[skip:]
+        self.ring.extend(entries)
+        self.received += len(entries)
+        self.counters.feed_entries += len(entries)
+        self.wake()
         return 0
 
     cdef int wake(self) except -1:
         cdef FeedFollower follower
         if not self.waiting:
             return 0
-        waiting, self.waiting = self.waiting, []
+        waiting = list(self.waiting)
+        self.waiting = {}
         for follower in waiting:
             follower.is_waiting = False
         for follower in waiting:
@@ -233,29 +271,100 @@ cdef class PullFeed(RedisOwner):
 
     cdef int wait(self, FeedFollower follower) except -1:
         """``follower`` waits for the next entries."""
-        if not follower.is_waiting:
-            follower.is_waiting = True
-            self.waiting.append(follower)
+        follower.is_waiting = True
+        self.waiting[follower] = None
         return 0
 
     cdef int forget(self, FeedFollower follower) except -1:
         """A socket that went away stops waiting (a silent stream would keep it)."""
-        if follower.is_waiting:
-            follower.is_waiting = False
-            self.waiting.remove(follower)
+        self.waiting.pop(follower, None)
         return 0
 
     def fail(self, str reason):
         """Close every socket of the feed (1011) and stop."""
         cdef FeedFollower follower
         self.closed = True
-        self.waiting = []
+        self.waiting = {}
         for follower in list(self.followers):
             follower.feed_failed(reason)
 
     def close(self):
         self.closed = True
-        self.waiting = []
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
+        self.waiting = {}
+
+
+@cython.final
+cdef class HotReader(RedisOwner):
+    """The busiest streams of one node, read with one blocking XREAD over all of
+    them on a connection of its own: for a stream taking thousands of entries a
+    second, a notification per entry would cost more than the read. Issued
+    again after every reply, at least every HOT_BLOCK_MS, so that streams join
+    and leave the set (``feeds``) at once."""
+
+    cdef public list feeds              # PullFeed: the set, as of the next XREAD
+    cdef StreamReader reader
+    cdef bint reading
+    cdef Counters counters
+    cdef public object on_issued        # callable(feeds): the set an XREAD went out with
+
+    def __init__(self, Counters counters=None):
+        self.feeds = []
+        self.counters = counters if counters is not None else Counters()
+
+    def serve(self, StreamReader reader):
+        """Read on ``reader`` (connected; None: it went away)."""
+        self.reader = reader
+        self.reading = False
+        self.issue()
+
+    def issue(self):
+        """Send the next XREAD, unless one is out or there is nothing to read."""
+        cdef PullFeed feed
+        cdef list feeds = [feed for feed in self.feeds if feed.started and not feed.closed]
+        cdef Py_ssize_t count = FEED_READ_COUNT
+        if self.reading or self.reader is None or not self.reader.connected or not feeds:
+            return
+        for feed in feeds:
+            count = min(count, feed.next_read_count())
+        request = self.reader.send_read(
+            SHAPE_XREAD, [feed.key for feed in feeds], self, 0,
+            streams_after([feed.key for feed in feeds], [feed.after() for feed in feeds],
+                          count, HOT_BLOCK_MS))
+        request.tag = feeds
+        self.reading = True
+        self.counters.feed_reads += 1
+        self.reader.flush()
+        if self.on_issued is not None:
+            self.on_issued(feeds)
+
+    cdef int request_done(self, RedisRequest request) except -1:
+        cdef list feeds = <list>request.tag
+        cdef object reply = request.reply
+        cdef Py_ssize_t i
+        self.reading = False
+        if type(reply) is ReplyError:
+            _pull_log.error("Redis refused the busy streams' read: %s", reply)
+        else:
+            for i in range(len(feeds)):
+                entries = (<list>reply)[i]
+                if entries and not (<PullFeed>feeds[i]).closed:
+                    (<PullFeed>feeds[i]).take(<list>entries)
+        self.issue()
+        return 0
+
+    cdef int request_failed(self, RedisRequest request, str reason) except -1:
+        self.reading = False   # the link reconnects and serves again
+        return 0
+
+
+def read_feeds(list feeds, StreamReader reader):
+    """Queue a read of each of ``feeds`` (PullFeed) on ``reader`` and write them
+    together; returns how many were queued."""
+    cdef PullFeed feed
+    cdef Py_ssize_t queued = 0
+    for feed in feeds:
+        if feed.request_read(reader):
+            queued += 1
+    if queued:
+        reader.flush()
+    return queued

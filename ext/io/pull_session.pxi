@@ -1,8 +1,8 @@
 # The consumer side of a WebSocket: /data/{sid}/pull.
 #
-# A socket follows the PullFeed of its streams (io/pull_feed.pxi) as one
-# cursor per stream over the feed's rings, so its queue is bounded by the
-# ring and costs nothing while it waits. A socket that falls behind a ring
+# A socket follows the PullFeed of each of its streams (io/pull_feed.pxi) as
+# one cursor per stream over the feeds' rings, so its queue is bounded by the
+# rings and costs nothing while it waits. A socket that falls behind a ring
 # (or starts before it) reads from Redis on its own, through the read
 # connection of the stream's node (``readers``: the shard map, io/shards.pxi),
 # then rejoins.
@@ -127,8 +127,8 @@ cdef class _PullHandle(FeedFollower):
 
 
 cdef class PullSession(WSListener):
-    """One consumer socket. ``hub.attach(follower, keys)`` returns the PullFeed of its
-    streams and ``hub.detach(follower, feed)`` lets it go (engine.ws.hub.PullHub);
+    """One consumer socket. ``hub.attach(follower, keys)`` returns the PullFeed of each
+    of its streams and ``hub.detach(follower, feeds)`` lets them go (engine.ws.hub.PullHub);
     ``readers.reader_for_key(key)`` is the StreamReader of a stream (Shards)."""
 
     cdef PullOptions options
@@ -137,7 +137,7 @@ cdef class PullSession(WSListener):
     cdef Counters counters
     cdef list keys                  # StreamKey per stream of the path, in its order
     cdef list rings                 # StreamRing per stream of the path
-    cdef PullFeed feed
+    cdef list feeds                 # PullFeed per stream of the path
     cdef _PullHandle handle
     cdef Py_ssize_t nstreams
     cdef StreamCursor* cursors
@@ -204,8 +204,8 @@ cdef class PullSession(WSListener):
                 self.fd = sock.fileno()
         self.loop = asyncio.get_running_loop()
         self.last_data_at = monotonic()
-        self.feed = <PullFeed>self.hub.attach(self.handle, self.keys)
-        self.rings = [self.feed.ring((<StreamKey>key).key) for key in self.keys]
+        self.feeds = list(self.hub.attach(self.handle, self.keys))
+        self.rings = [(<PullFeed>feed).ring for feed in self.feeds]
         self.advance()
 
     cpdef on_ws_disconnected(self, WSTransport transport):
@@ -214,9 +214,10 @@ cdef class PullSession(WSListener):
         self._cancel_timers()
         self.pending = None
         self.handle.session = None
-        if self.feed is not None:
-            self.feed.forget(self.handle)
-            self.hub.detach(self.handle, self.feed)
+        if self.feeds is not None:
+            for feed in self.feeds:
+                (<PullFeed>feed).forget(self.handle)
+            self.hub.detach(self.handle, self.feeds)
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType msg_type = frame.msg_type
@@ -276,7 +277,7 @@ cdef class PullSession(WSListener):
             if (self.closing or self.write_paused or self.awaiting_ack or self.handle.is_waiting
                     or self.reads_in_flight or self.turn_scheduled or self.step_timer is not None):
                 return 0
-            if not self.feed.started:
+            if not self._started():
                 self._wait()
                 return 0
             if min_interval > 0:
@@ -315,8 +316,17 @@ cdef class PullSession(WSListener):
         self.step_timer = None
         self.advance()
 
+    cdef bint _started(self) noexcept:
+        cdef PullFeed feed
+        for feed in self.feeds:
+            if not feed.started:
+                return False
+        return True
+
     cdef int _wait(self) except -1:
-        self.feed.wait(self.handle)
+        cdef PullFeed feed
+        for feed in self.feeds:
+            feed.wait(self.handle)
         if self.options.timeout > 0 and self.timeout_timer is None:
             self.timeout_timer = self.loop.call_later(
                 max(0.0, self.last_data_at + self.options.timeout - monotonic()), self._timeout_due)

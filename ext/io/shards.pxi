@@ -126,6 +126,17 @@ cdef class Shards:
         """The read connection of ``key``, or None while its node is down."""
         return self.reader_for(key)
 
+    def reader_for_node(self, Py_ssize_t node):
+        """The read connection of ``node``, or None while it is down."""
+        cdef object reader = self.readers[node]
+        if reader is None or not (<StreamReader>reader).connected:
+            return None
+        return reader
+
+    def node_of_key(self, bytes key):
+        """The node that serves ``key``."""
+        return self.node_of(key)
+
     def group_by_node(self, keys):
         """``{node: [index, ...]}`` of ``keys`` (bytes), indexes in order: what one
         connection can read or write together."""

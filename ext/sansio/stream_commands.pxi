@@ -18,11 +18,14 @@ cdef tuple newest_entries(bytes key, Py_ssize_t count, bint after, uint64_t ms, 
     return (b"XREVRANGE", key, b"+", exclusive_start(ms, seq) if after else b"-", b"COUNT", count)
 
 
-cdef tuple blocking_read(list keys, list after, Py_ssize_t count):
+cdef tuple streams_after(list keys, list after, Py_ssize_t count, int block_ms):
     """XREAD of the entries after ``after[i]`` (ids as bytes) in each ``keys[i]``
-    (StreamKey), waiting for the first one."""
+    (StreamKey); waiting up to ``block_ms`` for the first one (-1: not at all)."""
     cdef StreamKey key
-    cdef list arguments = [b"XREAD", b"COUNT", count, b"BLOCK", b"0", b"STREAMS"]
+    cdef list arguments = [b"XREAD", b"COUNT", count]
+    if block_ms >= 0:
+        arguments += [b"BLOCK", block_ms]
+    arguments.append(b"STREAMS")
     for key in keys:
         arguments.append(key.key)
     arguments.extend(after)
