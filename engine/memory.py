@@ -16,6 +16,9 @@ log = logging.getLogger("engine")
 CHECK_SECONDS = 5.0
 # Sockets that closed since the last peak before a trim is worth its few milliseconds.
 TRIM_AFTER_CLOSED = 200
+# Checks that trim once sockets left: what they followed lingers a few seconds
+# longer (engine/ws/hub.py LINGER_SECONDS) before it is freed.
+TRIMS_AFTER_CLOSING = 3
 
 _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 
@@ -29,13 +32,15 @@ def trim() -> bool:
 
 class MemoryTrimmer:
     """Watches the open sockets; after TRIM_AFTER_CLOSED of them closed since the
-    peak (Counters.sockets_peak, kept by the sessions), trims (in a thread: it
+    peak (Counters.sockets_peak, kept by the sessions), trims on the next
+    TRIMS_AFTER_CLOSING checks (in a thread: it
     locks each malloc arena in turn)."""
 
     def __init__(self, counters: Counters, seconds: float = CHECK_SECONDS):
         self.counters = counters
         self.seconds = seconds
         self._task: asyncio.Task[None] | None = None
+        self._trims_left = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
@@ -51,6 +56,9 @@ class MemoryTrimmer:
             open_now = self.counters.push_sockets + self.counters.pull_sockets
             if self.counters.sockets_peak - open_now >= TRIM_AFTER_CLOSED:
                 self.counters.sockets_peak = open_now
+                self._trims_left = TRIMS_AFTER_CLOSING
+            if self._trims_left:
+                self._trims_left -= 1
                 # Closed connections wait in reference cycles (protocol and transport
                 # refer to each other) until a full collection frees them.
                 gc.collect()
