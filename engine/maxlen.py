@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from engine.meta import META_PREFIX, max_len_of, parse_meta
@@ -37,7 +37,7 @@ STOP_POLL_SECONDS = 0.5
 class MaxLenCache:
     """``values`` maps stream keys (UTF-8 bytes) to their MAXLEN; read by PushSession."""
 
-    def __init__(self, redis: Redis, default: int, subscriber: Redis):
+    def __init__(self, redis: Redis | RedisCluster, default: int, subscriber: Redis):
         """``subscriber``: a client of its own for the subscription (a pub/sub
         connection returned to a shared pool after an outage broke later requests)."""
         self.redis = redis

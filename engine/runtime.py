@@ -9,7 +9,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from engine._core import Counters, RedisPipe, Shards, StreamReader
 from engine.auth import TokenSigner, load_or_create_secret
@@ -18,12 +18,13 @@ from engine.descriptors import DescriptorWatch
 from engine.durability import Durability
 from engine.maxlen import MaxLenCache
 from engine.memory import MemoryTrimmer
+from engine.redis.cluster import ClusterMap, is_cluster, with_redirect
 from engine.redis.connect import control_client, server_of
 from engine.redis.link import RedisAddress, RedisLink, describe
 from engine.redis.servers import ServerVersion
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
-from engine.ws.hub import PullHub
+from engine.ws.hub import MOST_HOT_PER_NODE, PullHub
 from engine.ws.router import WebSocketRouter
 
 log = logging.getLogger("engine")
@@ -43,7 +44,7 @@ class Runtime:
     process (or host) in front of the same Redis serves any request."""
 
     config: Config
-    control: Redis  # redis-py, for metadata and info
+    control: Redis | RedisCluster  # redis-py, for metadata
     catalog: StreamCatalog
     signer: TokenSigner
     users: UsersFile
@@ -57,6 +58,7 @@ class Runtime:
     durability: Durability  # producers' default
     trimmer: MemoryTrimmer
     descriptors: DescriptorWatch
+    cluster: ClusterMap | None  # the slot map of a Redis Cluster, kept true; None for one Redis
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,15 +71,26 @@ class Runtime:
             raise ValueError("the engine needs a Redis URL (PTG_REDIS_URL)")
         address = RedisAddress(config.redis_url)
         counters = Counters()
-        # One node for now: Redis Cluster support reads the slot map and assigns slots.
         shards = Shards()
         # What can fail without Redis comes first: nothing is left open then.
         signer = TokenSigner(config.secret or load_or_create_secret(config.data_dir), config.token_lifetime)
-        links = await connect_nodes(shards, [address], counters)
-        control = control_client(config.redis_url)
+        cluster: ClusterMap | None = None
+        addresses = [address]
+        if await is_cluster(address):
+            cluster = ClusterMap(config.redis_url, shards)
+            await cluster.load()
+            addresses = cluster.addresses
+            log.info("Redis at %s is a cluster of %d masters", describe(config.redis_url), len(addresses))
+        links = await connect_nodes(shards, addresses, counters, cluster)
+        # Info on the node given (every node of a cluster runs the same server);
+        # metadata through redis-py's cluster client, which routes by slot.
+        info = control_client(config.redis_url)
+        control: Redis | RedisCluster = info
+        if cluster is not None:
+            control = RedisCluster.from_url(config.redis_url, socket_connect_timeout=5)
         try:
-            server = await server_of(control)
-            aof_enabled = bool((await control.info("persistence")).get("aof_enabled"))
+            server = await server_of(info)
+            aof_enabled = bool((await info.info("persistence")).get("aof_enabled"))
             durability = Durability.parse(config.durability)
             refusal = durability.refusal(server, aof_enabled)
             if refusal is not None:
@@ -86,14 +99,21 @@ class Runtime:
             for link in links:
                 link.close()
             await control.aclose()
+            await info.aclose()
             raise
+        if cluster is not None:
+            await info.aclose()
         log.info("Redis at %s is %s", describe(config.redis_url), server)
+        # Invalidations are published on the node given: a cluster passes them to every node.
         maxlens = MaxLenCache(control, config.max_len, control_client(config.redis_url))
         maxlens.start()
         trimmer = MemoryTrimmer(counters)
         trimmer.start()
         descriptors = DescriptorWatch()
         descriptors.start()
+        pulls = PullHub(shards, addresses, counters, most_hot=0 if cluster else MOST_HOT_PER_NODE)
+        if cluster is not None:
+            watch_cluster(cluster, shards, links, pulls, counters)
         return cls(
             config=config,
             control=control,
@@ -104,12 +124,13 @@ class Runtime:
             shards=shards,
             links=links,
             maxlens=maxlens,
-            pulls=PullHub(shards, [address], counters),
+            pulls=pulls,
             server=server,
             aof_enabled=aof_enabled,
             durability=durability,
             trimmer=trimmer,
             descriptors=descriptors,
+            cluster=cluster,
         )
 
     @property
@@ -129,6 +150,8 @@ class Runtime:
         return self.users.check(user, password)
 
     async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.trimmer.stop()
         await self.descriptors.stop()
         await self.maxlens.stop()
@@ -140,26 +163,15 @@ class Runtime:
         await self.control.aclose()
 
 
-async def connect_nodes(shards: Shards, addresses: list[RedisAddress], counters: Counters) -> list[Link]:
+async def connect_nodes(
+    shards: Shards, addresses: list[RedisAddress], counters: Counters, cluster: ClusterMap | None = None
+) -> list[Link]:
     """An ingest and a read connection to each node (``addresses[i]`` is node i of
     ``shards``), published into ``shards`` and reconnected while they are down.
     Raises what the first connections raised, leaving nothing open."""
     links: list[Link] = []
     for node, address in enumerate(addresses):
-        ingest = functools.partial(RedisPipe, counters)
-        # While its barrier waits for a disk or replicas, writes pile up behind it.
-        durable = functools.partial(
-            RedisPipe, counters, high_water=DURABLE_HIGH_WATER, low_water=DURABLE_LOW_WATER
-        )
-        reads = functools.partial(StreamReader, counters)
-        for factory, role, publish in (
-            (ingest, "ingest", shards.set_pipe),
-            (durable, "durable ingest", shards.set_durable_pipe),
-            (reads, "read", shards.set_reader),
-        ):
-            links.append(
-                RedisLink(address, factory, role, functools.partial(publish, node), counters=counters)
-            )
+        links += node_links(shards, node, address, counters, cluster)
     try:
         for link in links:
             await link.connect()
@@ -168,3 +180,48 @@ async def connect_nodes(shards: Shards, addresses: list[RedisAddress], counters:
             link.close()
         raise
     return links
+
+
+def node_links(
+    shards: Shards, node: int, address: RedisAddress, counters: Counters, cluster: ClusterMap | None
+) -> list[Link]:
+    """The ingest, durable ingest and read links of one node (not connected yet)."""
+    ingest = functools.partial(RedisPipe, counters)
+    # While its barrier waits for a disk or replicas, writes pile up behind it.
+    durable = functools.partial(RedisPipe, counters, high_water=DURABLE_HIGH_WATER, low_water=DURABLE_LOW_WATER)
+    reads = functools.partial(StreamReader, counters)
+    links: list[Link] = []
+    for factory, role, publish in (
+        (ingest, "ingest", shards.set_pipe),
+        (durable, "durable ingest", shards.set_durable_pipe),
+        (reads, "read", shards.set_reader),
+    ):
+        if cluster is not None:
+            factory = with_redirect(factory, cluster.redirected)  # type: ignore[assignment]
+        links.append(RedisLink(address, factory, role, functools.partial(publish, node), counters=counters))
+    return links
+
+
+def watch_cluster(
+    cluster: ClusterMap, shards: Shards, links: list[Link], pulls: PullHub, counters: Counters
+) -> None:
+    """Keep the process's connections on the cluster's masters as the map changes."""
+
+    def node_added(node: int, address: RedisAddress) -> None:
+        added = node_links(shards, node, address, counters, cluster)
+        for link in added:
+            link.start()
+        links.extend(added)
+        pulls.add_node(address)
+
+    def master_moved(node: int) -> None:
+        address = cluster.nodes[node].address
+        for link in links:
+            if link.address is address:
+                link.reconnect()
+        pulls.master_moved(node)
+
+    cluster.on_node_added = node_added
+    cluster.on_master_moved = master_moved
+    cluster.on_slots_moved = pulls.remap
+    cluster.start()

@@ -10,7 +10,7 @@ import datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ResponseError, WatchError
 
 from engine._core import parse_entry_id
@@ -42,7 +42,7 @@ class StreamMissing(LookupError):
 class StreamCatalog:
     """What the REST API and the push path ask about streams."""
 
-    def __init__(self, redis: Redis):
+    def __init__(self, redis: Redis | RedisCluster):
         self.redis = redis
 
     async def stream_ids(self) -> list[str]:
@@ -62,7 +62,7 @@ class StreamCatalog:
         """Info object: sid, meta, XINFO STREAM fields with entries as ids, and their times."""
         meta = await self.meta(sid)
         try:
-            raw = await self.redis.execute_command("XINFO", "STREAM", sid)  # type: ignore[no-untyped-call]
+            raw = await self.redis.execute_command("XINFO", "STREAM", sid)
         except ResponseError as error:
             if "no such key" not in str(error):
                 raise

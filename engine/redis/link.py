@@ -60,6 +60,15 @@ class RedisAddress:
             tls_options = {name: value for name, value in options.items() if name.startswith("ssl_")}
             self.tls = SSLConnection(**tls_options).ssl_context.get()
 
+    def move_to(self, host: str, port: int) -> None:
+        """Point at another TCP address (a cluster shard's new master); the next
+        connection opened goes there."""
+        scheme, _, rest = self.url.partition("://")
+        credentials, at, _ = rest.partition("@")
+        query = rest.partition("?")[2]
+        self.host, self.port = host, port
+        self.url = f"{scheme}://{credentials + at if at else ''}{host}:{port}" + (f"?{query}" if query else "")
+
     async def open(self, factory: Callable[[], Connection], name: str | None = None) -> Connection:
         """Connect ``factory()``, log in, select the database, name the connection
         (what CLIENT LIST shows) and PING: a connection that opens is not yet a
@@ -198,6 +207,11 @@ class RedisLink(Generic[Connection]):
                 if self.counters is not None:
                     self.counters.redis_reconnects += 1
             return
+
+    def reconnect(self) -> None:
+        """Drop the connection, to open one again (to where the address points now)."""
+        if self.connection is not None:
+            self.connection.close()
 
     def close(self) -> None:
         """Stop reconnecting and close the connection (``wait_closed`` to be sure it stopped)."""

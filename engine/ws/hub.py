@@ -208,7 +208,7 @@ class NodeFollow:
             rate = (feed.received - self._received.get(feed, 0)) / seconds
             self._received[feed] = feed.received
             hot = feed in self.hot.feeds
-            if not hot and rate > HOT_ENTRIES_PER_SECOND and len(self.hot.feeds) < MOST_HOT_PER_NODE:
+            if not hot and rate > HOT_ENTRIES_PER_SECOND and len(self.hot.feeds) < self.hub.most_hot:
                 self.hot.feeds.append(feed)
                 self.to_unsubscribe.add(feed)
             elif hot and rate < COLD_ENTRIES_PER_SECOND and feed not in self.to_unsubscribe:
@@ -334,6 +334,13 @@ class NodeFollow:
         self._to_subscribe = []
         self.spawn(self._subscribe_then_read(listener, list(self.channels.values())))
 
+    def reconnect(self) -> None:
+        for link in self._links:
+            link.reconnect()
+        if self._control is not None:  # made again for the new address when needed
+            control, self._control = self._control, None
+            self.spawn(control.aclose())
+
     def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
@@ -364,6 +371,7 @@ class PullHub:
         linger: float = LINGER_SECONDS,
         backoff: Backoff | None = None,
         feed_options: dict[str, int] | None = None,
+        most_hot: int = MOST_HOT_PER_NODE,
     ):
         if len(addresses) != shards.nodes:
             raise ValueError(f"{len(addresses)} addresses for a shard map of {shards.nodes} nodes")
@@ -372,8 +380,12 @@ class PullHub:
         self.linger = linger
         self.backoff = backoff or Backoff()
         self.feed_options = feed_options or {}  # PullFeed keyword arguments (ring sizes, tests)
+        # Busy streams read by one blocking XREAD per node; 0 on a Redis Cluster,
+        # where one XREAD cannot name keys of different slots.
+        self.most_hot = most_hot
         self.nodes = [NodeFollow(self, node, address) for node, address in enumerate(addresses)]
         self.feeds: dict[bytes, PullFeed] = {}
+        self._followed_on: dict[PullFeed, NodeFollow] = {}
         self._idle: dict[PullFeed, asyncio.TimerHandle] = {}
         self._measuring: asyncio.TimerHandle | None = None
         self._ticks = 0
@@ -389,7 +401,7 @@ class PullHub:
                 feed = PullFeed(key, self.counters, **self.feed_options)
                 self.feeds[key.key] = feed
                 if not self._closed:
-                    self._node_of(feed).follow(feed)
+                    self._follow(feed)
                     self._measure_later()
             timer = self._idle.pop(feed, None)
             if timer is not None:
@@ -408,8 +420,28 @@ class PullHub:
             else:
                 self._idle[feed] = asyncio.get_running_loop().call_later(self.linger, self._stop, feed)
 
-    def _node_of(self, feed: PullFeed) -> NodeFollow:
-        return self.nodes[self.shards.node_of_key(feed.key.key)]
+    def _follow(self, feed: PullFeed) -> None:
+        node = self.nodes[self.shards.node_of_key(feed.key.key)]
+        self._followed_on[feed] = node
+        node.follow(feed)
+
+    def add_node(self, address: RedisAddress) -> None:
+        """A node joined the shard map (a cluster's new master)."""
+        self.nodes.append(NodeFollow(self, len(self.nodes), address))
+
+    def master_moved(self, node: int) -> None:
+        """The node's master is elsewhere now: its connections go there."""
+        self.nodes[node].reconnect()
+
+    def remap(self) -> None:
+        """Slots moved between nodes: each stream is followed on its node now
+        (subscribed there, and read once for what it missed on the way)."""
+        for feed in list(self._followed_on):
+            node = self.nodes[self.shards.node_of_key(feed.key.key)]
+            if self._followed_on[feed] is not node:
+                self._followed_on[feed].unfollow(feed)
+                self._followed_on[feed] = node
+                node.follow(feed)
 
     def _stop(self, feed: PullFeed) -> None:
         self._idle.pop(feed, None)
@@ -418,7 +450,9 @@ class PullHub:
         if self.feeds.get(feed.key.key) is feed:
             del self.feeds[feed.key.key]
         feed.close()
-        self._node_of(feed).unfollow(feed)
+        node = self._followed_on.pop(feed, None)
+        if node is not None:
+            node.unfollow(feed)
 
     def _measure_later(self) -> None:
         if self._measuring is None and not self._closed:

@@ -158,6 +158,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     cdef bint broken                  # a reply made no sense: read nothing more
     cdef str lost_reason
     cdef public object on_lost        # callable(reason: str) or None
+    cdef public object on_redirect    # callable(error: ReplyError) or None: a cluster's MOVED or ASK
     cdef RespWriter writer
     cdef object pending               # deque[RedisRequest]
     cdef RedisRequest open            # the request being framed, not queued yet
@@ -289,6 +290,9 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
             request.errors += 1
             if request.error is None:
                 request.error = reply
+            if self.on_redirect is not None and str(reply).startswith(("MOVED ", "ASK ")):
+                # The slot is served elsewhere now: the command was not executed.
+                self.on_redirect(reply)
         if request.replies is not None:
             request.replies.append(reply)
         request.reply = reply

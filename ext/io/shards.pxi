@@ -40,6 +40,14 @@ cdef class Shards:
         self.readers = [None] * nodes
         self.framed = []
 
+    def add_node(self):
+        """One more node (a master that joined the cluster); its index."""
+        self.pipes.append(None)
+        self.durable_pipes.append(None)
+        self.readers.append(None)
+        self.nodes += 1
+        return self.nodes - 1
+
     def __dealloc__(self):
         PyMem_Free(self.node_of_slot)
 
@@ -64,6 +72,12 @@ cdef class Shards:
         if self.node_of_slot == NULL:
             return 0
         return self.node_of_slot[redis_key_slot(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))]
+
+    def node_of_slot_at(self, int slot):
+        """The node that serves ``slot``."""
+        if not 0 <= slot < REDIS_CLUSTER_SLOTS:
+            raise ValueError(f"slot {slot} is not within 0..{REDIS_CLUSTER_SLOTS - 1}")
+        return 0 if self.node_of_slot == NULL else self.node_of_slot[slot]
 
     cdef inline RedisPipe pipe_for(self, bytes key, bint durable=False):
         """The ingest connection of ``key``'s node, or None while it is down. A
