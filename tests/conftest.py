@@ -15,6 +15,7 @@ import redis
 
 from engine.launcher import EngineProcess, free_port
 from engine.redis.embedded import EmbeddedRedis
+from engine.redis.local_cluster import LocalCluster
 from tests.cutproxy import CutProxy
 
 __all__ = ["ROOT", "EngineProcess", "free_port", "stored"]
@@ -29,9 +30,35 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+# The end-to-end modules whose tests run on one Redis and on a Redis Cluster.
+ON_BOTH_BACKENDS = {"test_push", "test_pull", "test_get_data", "test_post_data", "test_rest_streams"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if "backend" in metafunc.fixturenames and module in ON_BOTH_BACKENDS:
+        metafunc.parametrize("backend", ["redis", "cluster"], scope="session")
+
+
 @pytest.fixture(scope="session")
-def redis_url(redis_server: EmbeddedRedis) -> str:
-    return redis_server.url
+def backend() -> str:
+    """What the engines of a test run on: "redis" (one server) or "cluster"."""
+    return "redis"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local Redis Cluster: 3 masters, each with one replica."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(backend: str, request: pytest.FixtureRequest) -> str:
+    if backend == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("redis_server").url)
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +89,10 @@ def anon(engine: EngineProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain client of the session's Redis, to check what the engine stored."""
-    client = redis.Redis.from_url(redis_url)
-    yield client
+def store(backend: str, redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client of the session's Redis (or cluster), to check what the engine stored."""
+    client = redis.RedisCluster.from_url(redis_url) if backend == "cluster" else redis.Redis.from_url(redis_url)
+    yield client  # type: ignore[misc]  # a RedisCluster serves the same commands
     client.close()
 
 
