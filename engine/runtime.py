@@ -188,7 +188,9 @@ def node_links(
     """The ingest, durable ingest and read links of one node (not connected yet)."""
     ingest = functools.partial(RedisPipe, counters)
     # While its barrier waits for a disk or replicas, writes pile up behind it.
-    durable = functools.partial(RedisPipe, counters, high_water=DURABLE_HIGH_WATER, low_water=DURABLE_LOW_WATER)
+    durable = functools.partial(
+        RedisPipe, counters, high_water=DURABLE_HIGH_WATER, low_water=DURABLE_LOW_WATER
+    )
     reads = functools.partial(StreamReader, counters)
     links: list[Link] = []
     for factory, role, publish in (

@@ -35,15 +35,13 @@ ON_BOTH_BACKENDS = {"test_push", "test_pull", "test_get_data", "test_post_data",
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend``: what the engines of a test run on, "redis" (one server) or
+    "cluster". Every test that uses it is parametrized (one value for most), so
+    that the session fixtures made for one backend are never reused for the other."""
     module = metafunc.module.__name__.rpartition(".")[2]
-    if "backend" in metafunc.fixturenames and module in ON_BOTH_BACKENDS:
-        metafunc.parametrize("backend", ["redis", "cluster"], scope="session")
-
-
-@pytest.fixture(scope="session")
-def backend() -> str:
-    """What the engines of a test run on: "redis" (one server) or "cluster"."""
-    return "redis"
+    if "backend" in metafunc.fixturenames:
+        backends = ["redis", "cluster"] if module in ON_BOTH_BACKENDS else ["redis"]
+        metafunc.parametrize("backend", backends, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +89,9 @@ def anon(engine: EngineProcess) -> Iterator[httpx.Client]:
 @pytest.fixture
 def store(backend: str, redis_url: str) -> Iterator[redis.Redis]:
     """A plain client of the session's Redis (or cluster), to check what the engine stored."""
-    client = redis.RedisCluster.from_url(redis_url) if backend == "cluster" else redis.Redis.from_url(redis_url)
+    client = (
+        redis.RedisCluster.from_url(redis_url) if backend == "cluster" else redis.Redis.from_url(redis_url)
+    )
     yield client  # type: ignore[misc]  # a RedisCluster serves the same commands
     client.close()
 

@@ -67,7 +67,9 @@ class RedisAddress:
         credentials, at, _ = rest.partition("@")
         query = rest.partition("?")[2]
         self.host, self.port = host, port
-        self.url = f"{scheme}://{credentials + at if at else ''}{host}:{port}" + (f"?{query}" if query else "")
+        self.url = f"{scheme}://{credentials + at if at else ''}{host}:{port}" + (
+            f"?{query}" if query else ""
+        )
 
     async def open(self, factory: Callable[[], Connection], name: str | None = None) -> Connection:
         """Connect ``factory()``, log in, select the database, name the connection

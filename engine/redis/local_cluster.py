@@ -11,6 +11,7 @@ runs one until Ctrl-C and prints its seed URL.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import socket
@@ -149,7 +150,7 @@ class LocalCluster:
     def info(self, port: int) -> dict[str, str]:
         client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
         try:
-            text = client.execute_command("CLUSTER", "INFO")
+            text = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
         finally:
             client.close()
         if isinstance(text, dict):
@@ -182,7 +183,7 @@ class LocalCluster:
         for port in self.running():
             client = redis.Redis(port=port, socket_timeout=2)
             try:
-                if client.execute_command("ROLE")[0] == b"master":
+                if client.execute_command("ROLE")[0] == b"master":  # type: ignore[no-untyped-call]
                     found.append(port)
             finally:
                 client.close()
@@ -192,8 +193,8 @@ class LocalCluster:
         """The port of the master that serves ``key``'s slot."""
         client = redis.Redis(port=self.running()[0], socket_timeout=2)
         try:
-            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
-            for first, last, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))  # type: ignore[no-untyped-call]
+            for first, last, master, *_ in client.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
                 if first <= slot <= last:
                     return int(master[1])
         finally:
@@ -231,17 +232,21 @@ class LocalCluster:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--masters", type=int, default=3)
     parser.add_argument("--replicas", type=int, default=1)
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="ptg-cluster-") as directory:
-        with LocalCluster(Path(directory), options.masters, options.replicas) as cluster:
-            print(f"Redis Cluster up: {cluster.url} (ports {', '.join(map(str, cluster.ports))}); Ctrl-C stops it")
-            try:
-                signal.pause()
-            except KeyboardInterrupt:
-                pass
+    with (
+        tempfile.TemporaryDirectory(prefix="ptg-cluster-") as directory,
+        LocalCluster(Path(directory), options.masters, options.replicas) as cluster,
+    ):
+        print(
+            f"Redis Cluster up: {cluster.url} (ports {', '.join(map(str, cluster.ports))}); Ctrl-C stops it"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from engine._core import (
     StreamKey,
     StreamReader,
     read_feeds,
+    redirected,
     stream_read,
 )
 from engine.redis.connect import control_client
@@ -173,7 +174,9 @@ class NodeFollow:
                 self._retry_later(feeds)
                 return
             for feed, reply in zip(fresh, newest, strict=True):
-                if isinstance(reply, ReplyError):
+                if redirected(reply):
+                    self._retry_later([feed])  # the stream's slot moves: once the map has it
+                elif isinstance(reply, ReplyError):
                     feed.fail(f"Redis refused to read {feed.key.sid!r}: {reply}")
                 elif not feed.started and not feed.closed:
                     feed.prime(reply)

@@ -211,6 +211,11 @@ cdef class PullFeed(RedisOwner):
         self.reader = None
         if self.closed:
             return 0
+        if is_redirect(reply):
+            # A cluster moves the stream's slot: read again once the map has it.
+            if self.on_read_failed is not None:
+                self.on_read_failed(self, str(reply))
+            return 0
         if type(reply) is ReplyError:
             self.fail(f"Redis refused to read {self.key.sid!r}: {reply}")
             return 0

@@ -22,6 +22,10 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 # A socket catching up from Redis reads this many entries (or `count`) at once,
 # fewer when entries are large (PULL_READ_BYTES).
 cdef Py_ssize_t PULL_CATCH_UP_ENTRIES = 256
+# After a cluster's MOVED or ASK, a socket reads Redis again this much later
+# (engine/redis/cluster.py reads the slot map again within 50 ms).
+cdef double REDIRECT_RETRY_SECONDS = 0.1
+
 # Steps one socket sends in a row before it lets the loop run other work.
 cdef Py_ssize_t PULL_STEPS_PER_TURN = 64
 # Steps framed for one socket are written together up to this many bytes.
@@ -312,6 +316,10 @@ cdef class PullSession(WSListener):
         self.turn_scheduled = False
         self.advance()
 
+    def _read_again(self):
+        if not self.closing:
+            self.advance()
+
     def _step_due(self):
         self.step_timer = None
         self.advance()
@@ -431,6 +439,11 @@ cdef class PullSession(WSListener):
         cdef list entries
         self.reads_in_flight -= 1
         if self.closing:
+            return 0
+        if is_redirect(reply):
+            # A cluster moves the stream's slot: read again once the map has it.
+            if self.reads_in_flight == 0:
+                self.loop.call_later(REDIRECT_RETRY_SECONDS, self._read_again)
             return 0
         if type(reply) is ReplyError:
             self.close(CLOSE_INTERNAL_ERROR, f"Redis refused to read {self.keys[i].sid!r}: {reply}")

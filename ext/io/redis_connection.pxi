@@ -39,6 +39,17 @@ cdef int BARRIER_TIMEOUT_MS = 5000
 _redis_log = logging.getLogger("engine.redis")
 
 
+cdef inline bint is_redirect(object reply):
+    """A Redis Cluster's MOVED or ASK error: the command was not executed, the
+    slot is (being) served by another node."""
+    return type(reply) is ReplyError and str(reply).startswith(("MOVED ", "ASK "))
+
+
+def redirected(reply):
+    """Whether ``reply`` is a Redis Cluster's MOVED or ASK error."""
+    return is_redirect(reply)
+
+
 class RedisUnavailable(ConnectionError):
     """The connection to Redis is down (lost, or not connected yet)."""
 
@@ -290,7 +301,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
             request.errors += 1
             if request.error is None:
                 request.error = reply
-            if self.on_redirect is not None and str(reply).startswith(("MOVED ", "ASK ")):
+            if self.on_redirect is not None and is_redirect(reply):
                 # The slot is served elsewhere now: the command was not executed.
                 self.on_redirect(reply)
         if request.replies is not None:
