@@ -172,9 +172,9 @@ class FutureOwner(RedisOwner): ...
 
 class _ConnectionBase: ...
 
-@disjoint_base
 def redirected(reply: object) -> bool: ...
 
+@disjoint_base
 class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     on_lost: Callable[[str], object] | None
     on_redirect: Callable[[ReplyError], object] | None
