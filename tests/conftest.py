@@ -31,7 +31,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 
 # The end-to-end modules whose tests run on one Redis and on a Redis Cluster.
-ON_BOTH_BACKENDS = {"test_push", "test_pull", "test_get_data", "test_post_data", "test_rest_streams"}
+ON_BOTH_BACKENDS = {
+    "test_push",
+    "test_pull",
+    "test_get_data",
+    "test_post_data",
+    "test_rest_streams",
+    "test_maxlen",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -20,7 +20,6 @@ from picows import WSUpgradeRequest, ws_create_server
 
 from engine._core import StreamReader
 from engine.config import Config
-from engine.redis.link import RedisAddress
 from engine.runtime import Runtime
 from engine.ws.hub import PullHub
 from engine.ws.pull import pull_endpoint
@@ -40,8 +39,15 @@ async def open_runtime(redis_url: str, linger: float = 0.1, **feed_options: int)
     runtime = await Runtime.open(config)
     await runtime.pulls.close()
     runtime.pulls = PullHub(
-        runtime.shards, [RedisAddress(redis_url)], runtime.counters, linger=linger, feed_options=feed_options
+        runtime.shards,
+        [node.address for node in runtime.pulls.nodes],
+        runtime.counters,
+        linger=linger,
+        feed_options=feed_options,
+        most_hot=runtime.pulls.most_hot,
     )
+    if runtime.cluster is not None:
+        runtime.cluster.on_slots_moved = runtime.pulls.remap
     return runtime
 
 

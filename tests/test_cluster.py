@@ -175,3 +175,37 @@ async def test_a_killed_master_is_replaced_and_pushes_resume(
     assert len(missing) <= acked_at_kill
     assert twice == []
     store.close()
+
+
+async def test_engines_in_front_of_one_cluster_serve_each_others_streams(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Two engine instances (ports stand in for hosts), one of them with two worker
+    processes, sharing the token secret: a token from one works on the other,
+    what is pushed to one is pulled from the other."""
+    shared = ["--log-level", "warning", "--secret", "shared-between-hosts"]
+    first = EngineProcess(tmp_path / "first", cluster.url, [*shared, "--workers", "2"]).start()
+    second = EngineProcess(tmp_path / "second", cluster.url, shared).start()
+    try:
+        token = first.token()
+        sids = [f"hosts-{uuid.uuid4().hex[:8]}" for _ in range(6)]  # on every master, likely
+        pulls = [
+            await connect(second.ws_url, token, sids, latest="false"),
+            await connect(first.ws_url, token, sids, latest="false"),
+        ]
+        await asyncio.sleep(0.3)
+        header = "[" + ",".join(f'["{sid}", {3 * i}]' for i, sid in enumerate(sids)) + "]"
+        push_url = f"{first.ws_url}/data/*/push?token={token}&ack=true&offsets=start"
+        async with websockets.connect(push_url) as producer:
+            await producer.send(header)
+            await producer.send(b"".join(b"%03d" % i for i in range(len(sids))))
+            ids = str(await asyncio.wait_for(producer.recv(), 10)).split(",")
+        for ws in pulls:
+            got = sorted(await collect(ws, len(sids), timeout=10))
+            assert got == sorted(
+                (sid, entry_id, b"%03d" % i) for i, (sid, entry_id) in enumerate(zip(sids, ids, strict=True))
+            )
+            await ws.close()
+    finally:
+        first.stop()
+        second.stop()

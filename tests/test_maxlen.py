@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis
 
 from tests.inprocess import open_runtime, run
@@ -39,7 +40,10 @@ def test_a_change_reaches_the_other_processes_within_100_ms(redis_url: str, sid:
     run("uvloop", main)
 
 
-def test_many_loads_at_once_are_one_read(redis_url: str, store: redis.Redis, sid: str) -> None:
+def test_many_loads_at_once_are_one_read(backend: str, redis_url: str, store: redis.Redis, sid: str) -> None:
+    if backend == "cluster":
+        pytest.skip("counts the reads of one Redis; a cluster reads each master's share on its own")
+
     def gets() -> int:
         return int(store.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
 
