@@ -63,10 +63,15 @@ def run_redis_benchmark(
     pipeline: int,
     clients: int,
     requests: int,
+    cluster: bool = False,
 ) -> BaselineResult:
+    # On a cluster, redis-benchmark gives each client a node and fills {tag}
+    # with a hash tag of that node's slots: the XADDs spread over the masters.
+    cluster_args = ["--cluster"] if cluster else []
     command = [
         binary,
         *connection_args(redis_url),
+        *cluster_args,
         "-c",
         str(clients),
         "-P",
@@ -113,6 +118,7 @@ def measure_baseline(
     clients: int,
     seconds: float,
     rate_hint: float,
+    cluster: bool = False,
 ) -> BaselineResult:
     """A short probe sized from ``rate_hint`` (entries/s), then a run of about ``seconds``."""
     step = pipeline * clients
@@ -122,8 +128,18 @@ def measure_baseline(
         return int(min(cap, max(step * 10, count)) // step * step)
 
     try:
+        if cluster:
+            key = key + ":{tag}"
         probe = run_redis_benchmark(
-            binary, redis_url, key, entry_size, max_len, pipeline, clients, rounded(rate_hint * PROBE_SECONDS)
+            binary,
+            redis_url,
+            key,
+            entry_size,
+            max_len,
+            pipeline,
+            clients,
+            rounded(rate_hint * PROBE_SECONDS),
+            cluster,
         )
         return run_redis_benchmark(
             binary,
@@ -134,10 +150,23 @@ def measure_baseline(
             pipeline,
             clients,
             rounded(probe.entries_per_s * seconds),
+            cluster,
         )
     finally:
-        client = redis.Redis.from_url(redis_url, socket_timeout=30)
-        try:
+        if cluster:
+            drop_cluster_keys(redis_url, key.replace("{tag}", "*"))
+        else:
+            client = redis.Redis.from_url(redis_url, socket_timeout=30)
+            try:
+                client.delete(key)
+            finally:
+                client.close()
+
+
+def drop_cluster_keys(redis_url: str, pattern: str) -> None:
+    client = redis.RedisCluster.from_url(redis_url, socket_timeout=30)
+    try:
+        for key in client.scan_iter(match=pattern):
             client.delete(key)
-        finally:
-            client.close()
+    finally:
+        client.close()

@@ -35,7 +35,7 @@ from bench.target import (
     StreamCounter,
     TargetError,
     find_listener_pid,
-    redis_pid_of,
+    redis_pids_of,
     which_redis_benchmark,
 )
 
@@ -52,7 +52,8 @@ class Target:
     redis_url: str
     token: str
     engine_pid: int | None
-    redis_pid: int | None
+    redis_pids: list[int]
+    cluster: bool = False
 
 
 @dataclass
@@ -153,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target.add_argument("--engine-workers", type=_positive_int, help="--workers of the own engine")
     target.add_argument(
+        "--cluster",
+        type=_positive_int,
+        default=0,
+        metavar="MASTERS",
+        help="the own engine in front of a local Redis Cluster of this many masters (no replicas); "
+        "the baseline is redis-benchmark --cluster",
+    )
+    target.add_argument(
         "--persist",
         action="store_true",
         help="the own Redis writes its append-only file (default off: measure Redis's CPU limit, "
@@ -252,7 +261,7 @@ def run_once(args: argparse.Namespace, target: Target) -> RunResult:
             for sid in sids:
                 control.set_meta(sid, {"max_len": max_len})
         counter.start()
-        monitor = RunMonitor(counter, target.engine_pid, target.redis_pid)
+        monitor = RunMonitor(counter, target.engine_pid, target.redis_pids)
         plans = [
             LoadPlan(
                 mode=args.mode,
@@ -304,7 +313,7 @@ def run_once(args: argparse.Namespace, target: Target) -> RunResult:
             engine_cpu_s=monitor.engine_cpu if has_engine else None,
             engine_rss_start_mb=monitor.rss_start / MB if has_engine else None,
             engine_peak_rss_mb=monitor.rss_peak / MB if has_engine else None,
-            redis_cpu_s=monitor.redis_cpu if target.redis_pid else None,
+            redis_cpu_s=monitor.redis_cpu if target.redis_pids else None,
             errors=errors,
         )
     finally:
@@ -337,6 +346,7 @@ def _add_baseline(
             clients=args.connections,
             seconds=args.baseline_seconds,
             rate_hint=max(result.entries_per_s, 1000.0),
+            cluster=target.cluster,
         )
     except (RuntimeError, ValueError, OSError) as error:
         result.errors.append(f"baseline failed: {error}")
@@ -358,15 +368,24 @@ def open_target(args: argparse.Namespace) -> Iterator[Target]:
         token = args.token or control.login()
         port = urllib.parse.urlsplit(args.url).port
         engine_pid = args.engine_pid or (find_listener_pid(port) if port else None)
-        yield Target(args.url.rstrip("/"), args.redis_url, token, engine_pid, redis_pid_of(args.redis_url))
+        yield Target(args.url.rstrip("/"), args.redis_url, token, engine_pid, redis_pids_of(args.redis_url))
         return
     with tempfile.TemporaryDirectory(prefix="loadgen-") as workdir:
         extra = ["--workers", str(args.engine_workers)] if args.engine_workers else []
-        engine = OwnEngine(Path(workdir), args.redis_server, extra, persistent=args.persist)
+        engine = OwnEngine(
+            Path(workdir), args.redis_server, extra, persistent=args.persist, cluster_masters=args.cluster
+        )
         with engine:
             _log(f"started an engine at {engine.base_url} with {engine.redis_binary}")
             token = ControlClient(engine.base_url).login()
-            yield Target(engine.base_url, engine.redis_url, token, engine.pid, engine.redis_pid)
+            yield Target(
+                engine.base_url,
+                engine.redis_url,
+                token,
+                engine.pid,
+                engine.redis_pids,
+                cluster=bool(args.cluster),
+            )
 
 
 # -- reporting -----------------------------------------------------------------
@@ -402,6 +421,12 @@ def format_result(result: RunResult, label: str = "") -> str:
         f"{label}engine    CPU {_num(result.engine_cpu_s, ' s', 2)}, RSS {_num(result.engine_rss_start_mb, ' MB')}"
         f" -> peak {_num(result.engine_peak_rss_mb, ' MB')}; redis-server CPU {_num(result.redis_cpu_s, ' s', 2)}",
     ]
+    if result.entries and result.engine_cpu_s is not None and result.redis_cpu_s is not None:
+        per_million = 1e6 / result.entries
+        lines.append(
+            f"{label}per 1M    engine {result.engine_cpu_s * per_million:.2f} CPU s, "
+            f"Redis {result.redis_cpu_s * per_million:.2f} CPU s (all its servers)"
+        )
     if result.baseline_entries_per_s is not None:
         fraction = "-" if result.baseline_fraction is None else f"{100 * result.baseline_fraction:.1f}%"
         lines.append(

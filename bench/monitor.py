@@ -45,11 +45,11 @@ def rss_bytes(processes: list[psutil.Process]) -> int:
 class RunMonitor(threading.Thread):
     """``samples`` holds (time.monotonic(), entries stored so far) from ``begin()`` on."""
 
-    def __init__(self, counter: StreamCounter, engine_pid: int | None, redis_pid: int | None):
+    def __init__(self, counter: StreamCounter, engine_pid: int | None, redis_pids: list[int]):
         super().__init__(name="run-monitor", daemon=True)
         self.counter = counter
         self.engine = process_tree(engine_pid) if engine_pid else []
-        self.redis = [psutil.Process(redis_pid)] if redis_pid else []
+        self.redis = [psutil.Process(pid) for pid in redis_pids]  # a cluster's masters, or the one Redis
         self.samples: list[tuple[float, int]] = []
         self.rss_start = rss_bytes(self.engine)
         self.rss_peak = self.rss_start

@@ -16,6 +16,7 @@ import redis
 
 from engine.launcher import EngineProcess
 from engine.redis.embedded import EmbeddedRedis, find_server_binary
+from engine.redis.local_cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,9 +38,12 @@ class OwnEngine:
         redis_binary: str | None = None,
         engine_args: list[str] | None = None,
         persistent: bool = False,
+        cluster_masters: int = 0,
     ):
         self.workdir = workdir
         self.persistent = persistent
+        self.cluster_masters = cluster_masters  # >0: a local Redis Cluster of this many masters
+        self.cluster: LocalCluster | None = None
         self.redis_binary = redis_binary or find_server_binary()
         self.engine_args = engine_args or []
         self.redis: EmbeddedRedis | None = None
@@ -52,6 +56,8 @@ class OwnEngine:
 
     @property
     def redis_url(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.url
         assert self.redis is not None
         return self.redis.url
 
@@ -60,16 +66,28 @@ class OwnEngine:
         return self.redis.process.pid if self.redis and self.redis.process else None
 
     @property
+    def redis_pids(self) -> list[int]:
+        """The Redis server, or every node of the cluster."""
+        if self.cluster is not None:
+            return [process.pid for process in self.cluster.processes.values()]
+        return [self.redis_pid] if self.redis_pid else []
+
+    @property
     def pid(self) -> int:
         assert self.engine is not None
         return self.engine.pid
 
     def start(self, timeout: float = 30.0) -> OwnEngine:
-        self.redis = EmbeddedRedis(
-            self.workdir / "redis-data", binary=self.redis_binary, persistent=self.persistent
-        ).start()
+        if self.cluster_masters:
+            self.cluster = LocalCluster(
+                self.workdir / "cluster", self.cluster_masters, replicas=0, binary=self.redis_binary
+            ).start()
+        else:
+            self.redis = EmbeddedRedis(
+                self.workdir / "redis-data", binary=self.redis_binary, persistent=self.persistent
+            ).start()
         self.engine = EngineProcess(
-            self.workdir / "engine-data", self.redis.url, ["--log-level", "warning", *self.engine_args]
+            self.workdir / "engine-data", self.redis_url, ["--log-level", "warning", *self.engine_args]
         )
         try:
             self.engine.start(timeout=timeout)
@@ -85,6 +103,9 @@ class OwnEngine:
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
 
     def __enter__(self) -> OwnEngine:
         return self.start()
@@ -158,9 +179,18 @@ class StreamCounter:
     """
 
     def __init__(self, redis_url: str, sids: list[str]):
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=10)
+        node = redis.Redis.from_url(redis_url, socket_timeout=10)
+        try:
+            version = str(node.info("server")["redis_version"])
+            clustered = bool(node.info("cluster").get("cluster_enabled"))
+        finally:
+            node.close()
+        self.client: redis.Redis | redis.RedisCluster = (
+            redis.RedisCluster.from_url(redis_url, socket_timeout=10)
+            if clustered
+            else redis.Redis.from_url(redis_url, socket_timeout=10)
+        )
         self.sids = sids
-        version = str(self.client.info("server")["redis_version"])
         self.redis_version = version
         self.needs_untrimmed = int(version.split(".")[0]) < 7
         self.initial: list[int] = [0] * len(sids)
@@ -198,13 +228,13 @@ class StreamCounter:
         self.client.close()
 
 
-def redis_pid_of(redis_url: str) -> int | None:
+def redis_pids_of(redis_url: str) -> list[int]:
     """process_id from INFO, when the Redis is on this machine (to sample its CPU)."""
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
-        return int(client.info("server")["process_id"])
+        return [int(client.info("server")["process_id"])]
     except (redis.RedisError, KeyError, ValueError):
-        return None
+        return []
     finally:
         client.close()
 
