@@ -8,14 +8,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 
-from api import data, docs, streams, token, upload
+from api import data, docs, metrics, streams, token, upload
 from api.errors import EXCEPTION_HANDLERS
 from api.limits import BodyDeadline
+from engine.metrics import Metrics
 from engine.runtime import Runtime
 
 ROUTES = [
     Route("/token", token.issue_token, methods=["POST"]),
     Route("/ping", streams.ping, methods=["GET"]),
+    Route("/metrics", metrics.metrics, methods=["GET"]),
     Route("/streams/", streams.list_streams, methods=["GET"]),
     Route("/streams", streams.list_streams, methods=["GET"]),
     # {sid:path}: a percent-encoded '/' decodes into the id and is refused as
@@ -48,4 +50,5 @@ def create_app(runtime: Runtime) -> Starlette:
         ],
     )
     app.state.runtime = runtime
+    app.state.metrics = Metrics(runtime)
     return app

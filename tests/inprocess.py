@@ -33,7 +33,9 @@ def run(loop: str, main: Callable[[], Awaitable[None]]) -> None:
         runner.run(main())  # type: ignore[arg-type]
 
 
-async def open_runtime(redis_url: str, linger: float = 0.1, **feed_options: int) -> Runtime:
+async def open_runtime(
+    redis_url: str, linger: float = 0.1, notify_past: int | None = None, **feed_options: int
+) -> Runtime:
     """A Runtime on ``redis_url`` whose pull feeds linger ``linger`` seconds."""
     config = Config(redis_url=redis_url, data_dir=Path(tempfile.gettempdir()), secret="in-process")
     runtime = await Runtime.open(config)
@@ -45,6 +47,7 @@ async def open_runtime(redis_url: str, linger: float = 0.1, **feed_options: int)
         linger=linger,
         feed_options=feed_options,
         most_hot=runtime.pulls.most_hot,
+        notify_past=notify_past,
     )
     if runtime.cluster is not None:
         runtime.cluster.on_slots_moved = runtime.pulls.remap
@@ -97,6 +100,9 @@ async def serve(runtime: Runtime, tls: ssl.SSLContext | None = None) -> Served:
     return Served(runtime, server, server.sockets[0].getsockname()[1])
 
 
-async def pull_server(redis_url: str, tls: ssl.SSLContext | None = None, **feed_options: int) -> Served:
-    """A runtime on ``redis_url`` served in-process (feeds of ``feed_options``)."""
-    return await serve(await open_runtime(redis_url, **feed_options), tls)
+async def pull_server(
+    redis_url: str, tls: ssl.SSLContext | None = None, notify_past: int | None = None, **feed_options: int
+) -> Served:
+    """A runtime on ``redis_url`` served in-process (feeds of ``feed_options``;
+    keyspace notifications past ``notify_past`` followed streams)."""
+    return await serve(await open_runtime(redis_url, notify_past=notify_past, **feed_options), tls)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -16,6 +17,7 @@ import redis.asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from engine.redis.embedded import EmbeddedRedis
 from engine.redis.link import client_name
 from engine.ws import hub
 from engine.ws.hub import NodeFollow, PullHub
@@ -63,7 +65,7 @@ def test_quiet_streams_are_read_when_redis_says_they_changed(
     sids = [new_sid("quiet") for _ in range(50)]
 
     async def main() -> None:
-        served = await pull_server(redis_url)
+        served = await pull_server(redis_url, notify_past=0)
         counters = served.runtime.counters
         try:
             sockets = [await pulling(served, sid) for sid in sids]
@@ -105,7 +107,7 @@ def test_a_busy_stream_moves_to_the_hot_reader_and_back(
     sid = new_sid("busy")
 
     async def main() -> None:
-        served = await pull_server(redis_url)
+        served = await pull_server(redis_url, notify_past=0)
         pulls = served.runtime.pulls
         producer = redis.asyncio.Redis.from_url(redis_url)
         ids: list[str] = []
@@ -148,7 +150,7 @@ def test_a_lost_subscription_misses_nothing(loop: str, redis_url: str, store: re
     sid = new_sid("resubscribed")
 
     async def main() -> None:
-        served = await pull_server(redis_url)
+        served = await pull_server(redis_url, notify_past=0)
         try:
             ws = await pulling(served, sid)
             await until(lambda: subscribers(store, sid) == 1)
@@ -182,7 +184,7 @@ def test_keyspace_events_turned_off_are_turned_on_again(
     flags = store.config_get("notify-keyspace-events")["notify-keyspace-events"]
 
     async def main() -> None:
-        served = await pull_server(redis_url)
+        served = await pull_server(redis_url, notify_past=0)
         try:
             ws = await pulling(served, sid)
             await until(lambda: subscribers(store, sid) == 1)
@@ -218,7 +220,7 @@ def test_without_keyspace_events_streams_are_still_followed(
     sids = [new_sid("unnotified") for _ in range(3)]
 
     async def main() -> None:
-        served = await pull_server(limited_url)
+        served = await pull_server(limited_url, notify_past=0)
         pulls = served.runtime.pulls
         try:
             sockets = [await pulling(served, sid) for sid in sids]
@@ -241,3 +243,43 @@ def test_without_keyspace_events_streams_are_still_followed(
             run(loop, main)
     finally:
         store.acl_deluser(user)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_keyspace_events_are_turned_on_only_past_what_the_hot_reader_takes(loop: str, tmp_path: Path) -> None:
+    # On a Redis of its own: keyspace events, once on, stay on.
+    with EmbeddedRedis(tmp_path / "redis", persistent=False) as server:
+        own = redis.Redis.from_url(server.url)
+        sids = [new_sid("few") for _ in range(3)]
+
+        def flags() -> str:
+            return str(own.config_get("notify-keyspace-events")["notify-keyspace-events"])
+
+        async def main() -> None:
+            served = await pull_server(server.url, notify_past=2)
+            pulls = served.runtime.pulls
+            try:
+                sockets = [await pulling(served, sid) for sid in sids[:2]]
+                await until(
+                    lambda: all(f.started for f in node(pulls).hot.feeds) and len(node(pulls).hot.feeds) == 2
+                )
+                ids = [own.xadd(sid, {"d": b"few"}).decode() for sid in sids[:2]]
+                for ws, entry_id in zip(sockets, ids, strict=True):
+                    assert await entry_ids(ws, 1) == [entry_id]
+                # Two streams: every XADD of this Redis is spared the events.
+                assert flags() == ""
+                sockets.append(await pulling(served, sids[2]))
+                await until(lambda: subscribers(own, sids[2]) == 1)
+                assert set("Kt") <= set(flags())
+                ids = [own.xadd(sid, {"d": b"more"}).decode() for sid in sids]
+                for ws, entry_id in zip(sockets, ids, strict=True):
+                    assert await entry_ids(ws, 1) == [entry_id]
+                for ws in sockets:
+                    await ws.close()
+            finally:
+                await served.close()
+
+        try:
+            run(loop, main)
+        finally:
+            own.close()

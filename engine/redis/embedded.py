@@ -119,8 +119,6 @@ class EmbeddedRedis:
             "save": "",
             "daemonize": "no",
             "logfile": str(self.log_path.resolve()),
-            # Followed streams are read when Redis says they changed (engine/ws/hub.py).
-            "notify-keyspace-events": "Kt",
         }
         self._command = [binary]
         for name, value in options.items():

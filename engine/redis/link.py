@@ -210,6 +210,10 @@ class RedisLink(Generic[Connection]):
                     self.counters.redis_reconnects += 1
             return
 
+    def in_flight_bytes(self) -> int:
+        """Payload bytes sent on the connection and not yet answered."""
+        return self.connection.in_flight_bytes if self.connection is not None else 0
+
     def reconnect(self) -> None:
         """Drop the connection, to open one again (to where the address points now)."""
         if self.connection is not None:

@@ -121,7 +121,6 @@ class LocalCluster:
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
             "--appendonly", "no",
             "--save", "",
-            "--notify-keyspace-events", "Kt",
             "--logfile", str(directory / "log"),
         ]  # fmt: skip
         self.processes[port] = subprocess.Popen(

@@ -1,14 +1,17 @@
 """The pull hub: per process, one PullFeed per followed stream, and per Redis
-node the two connections that read them, whatever the number of streams.
+node at most two connections that read them, whatever the number of streams.
 
-A quiet stream is read when Redis says it changed: a keyspace notification
-on the node's subscriber connection (engine._core.KeyspaceListener) queues one
-non-blocking XREAD of just that stream. A busy stream, more than
-HOT_ENTRIES_PER_SECOND, moves to the node's HotReader: one blocking XREAD over
-at most MOST_HOT_PER_NODE streams, so its notifications are not even sent.
-Measured (bench/follow_cost.py): a notification-driven read costs Redis about
-as much as the XADD it follows; re-issuing one XREAD BLOCK over 10,000 keys
-costs it 3.5 ms every time, which is why not every stream is hot.
+Up to MOST_HOT_PER_NODE streams, the node's HotReader reads them all: one
+blocking XREAD, re-issued after every reply. Past that, keyspace
+notifications take over for the quiet ones: a notification on the node's
+subscriber connection (engine._core.KeyspaceListener) queues one
+non-blocking XREAD of just that stream; a busy stream, more than
+HOT_ENTRIES_PER_SECOND, stays with (or moves to) the HotReader, so its
+notifications are not even sent. Why not always one or the other (measured,
+bench/sockets.py and bench/loadgen.py): re-issuing one XREAD BLOCK over
+10,000 keys costs Redis 3.5 ms every time; turning keyspace events on costs
+every XADD about a fifth more Redis CPU (W1 858k -> 651k entries/s), paid
+whether anyone follows or not, so they are turned on only when needed.
 
 A feed outlives its last socket by ``linger`` seconds, so a client that
 reconnects finds its ring warm. Nothing here is needed by another process.
@@ -96,6 +99,7 @@ class NodeFollow:
         self._to_subscribe: list[PullFeed] = []
         self._retry_timer: asyncio.TimerHandle | None = None
         self._links: list[RedisLink[KeyspaceListener] | RedisLink[StreamReader]] = []
+        self._listening: RedisLink[KeyspaceListener] | None = None  # started past most_hot streams
         self._tasks: set[asyncio.Task[None]] = set()
         self._received: dict[PullFeed, int] = {}
         self._control: Redis | None = None  # for CONFIG, made when first needed
@@ -104,14 +108,18 @@ class NodeFollow:
 
     def follow(self, feed: PullFeed) -> None:
         if not self._links:
-            self._start()
+            self._start_hot()
         feed.on_read_failed = self._read_failed
         self.feeds.add(feed)
         self._received[feed] = feed.received
-        if self.notify is False:
+        if self.notify is False or (self._listening is None and len(self.feeds) <= self.hub.notify_past):
+            # Few streams: the HotReader reads them all, and Redis publishes no
+            # keyspace events, which would cost every XADD about a fifth more.
             self.hot.feeds.append(feed)
             self._catch_up_soon([feed])
             return
+        if self._listening is None:
+            self._start_listener()
         self.channels[self.channel(feed)] = feed
         if not self._to_subscribe:
             asyncio.get_running_loop().call_soon(self._subscribe_queued)
@@ -204,8 +212,8 @@ class NodeFollow:
 
     def measure(self, seconds: float) -> None:
         """Move streams between notifications and the HotReader by their rate."""
-        if self.notify is False:
-            return
+        if self.notify is False or self._listening is None:
+            return  # every stream is the HotReader's
         to_cold: list[PullFeed] = []
         for feed in self.feeds:
             rate = (feed.received - self._received.get(feed, 0)) / seconds
@@ -239,9 +247,23 @@ class NodeFollow:
 
     # -- connections -------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start_hot(self) -> None:
+        hot = RedisLink(
+            self.address,
+            functools.partial(StreamReader, self.hub.counters),
+            "busy streams' read",
+            publish=self.hot.serve,
+            backoff=self.hub.backoff,
+            counters=self.hub.counters,
+        )
+        self._links.append(hot)
+        hot.start()
+
+    def _start_listener(self) -> None:
+        """More streams than the HotReader takes: from now on quiet ones are
+        read when Redis notifies a change (turned on here, if it was off)."""
         hub = self.hub
-        listener = RedisLink(
+        self._listening = RedisLink(
             self.address,
             functools.partial(KeyspaceListener, hub.shards, self.node, self.channels, hub.counters),
             "keyspace notifications",
@@ -250,17 +272,8 @@ class NodeFollow:
             backoff=hub.backoff,
             counters=hub.counters,
         )
-        hot = RedisLink(
-            self.address,
-            functools.partial(StreamReader, hub.counters),
-            "busy streams' read",
-            publish=self.hot.serve,
-            backoff=hub.backoff,
-            counters=hub.counters,
-        )
-        self._links = [listener, hot]
-        for link in self._links:
-            link.start()
+        self._links.append(self._listening)
+        self._listening.start()
 
     async def _enable_notifications(self, listener: KeyspaceListener) -> None:
         """On every new subscriber connection, before it subscribes (a restarted
@@ -375,6 +388,7 @@ class PullHub:
         backoff: Backoff | None = None,
         feed_options: dict[str, int] | None = None,
         most_hot: int = MOST_HOT_PER_NODE,
+        notify_past: int | None = None,
     ):
         if len(addresses) != shards.nodes:
             raise ValueError(f"{len(addresses)} addresses for a shard map of {shards.nodes} nodes")
@@ -386,6 +400,8 @@ class PullHub:
         # Busy streams read by one blocking XREAD per node; 0 on a Redis Cluster,
         # where one XREAD cannot name keys of different slots.
         self.most_hot = most_hot
+        # Keyspace notifications once a node follows more streams than this.
+        self.notify_past = most_hot if notify_past is None else notify_past
         self.nodes = [NodeFollow(self, node, address) for node, address in enumerate(addresses)]
         self.feeds: dict[bytes, PullFeed] = {}
         self._followed_on: dict[PullFeed, NodeFollow] = {}
