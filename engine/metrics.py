@@ -25,7 +25,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 COUNTERS = {
     "push_messages": (
         "ptg_push_messages",
-        "Producer WebSocket messages stored whole (a batch: header and blob)",
+        "WebSocket messages producers sent (a batch is two: header and blob)",
     ),
     "push_entries": ("ptg_push_entries", "Entries Redis confirmed for producers"),
     "push_bytes": ("ptg_push_bytes", "Payload bytes of producer messages stored whole"),

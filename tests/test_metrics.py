@@ -1,0 +1,72 @@
+"""GET /metrics, parsed with prometheus_client's own parser: the counters move
+by exactly what the test's sockets did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import EngineProcess
+
+
+def scrape(engine: EngineProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample by (name, labels without pid)."""
+    response = httpx.get(f"{engine.base_url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "pid"))
+            samples[(sample.name, labels)] = sample.value
+    return samples
+
+
+def moved(before: dict, after: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_counters_move_by_what_was_pushed_and_refused(
+    engine: EngineProcess, token: str, sid: str
+) -> None:
+    before = scrape(engine)
+    payloads = [b"a" * 10, b"b" * 20, b"c" * 30]
+    header = json.dumps([[sid, 0], [sid, 10], [sid, 30]])
+    url = f"{engine.ws_url}/data/{sid}/push?token={token}&ack=true&batch=true&offsets=start"
+    async with websockets.connect(url) as producer:
+        await producer.send(header)
+        await producer.send(b"".join(payloads))
+        assert len(str(await asyncio.wait_for(producer.recv(), 10)).split(",")) == 3
+        during = scrape(engine)
+    # A header that is not JSON: closed 1007.
+    async with websockets.connect(url) as producer:
+        await producer.send("not json")
+        await producer.send(b"blob")  # a header is read with its blob
+        try:
+            await asyncio.wait_for(producer.recv(), 10)
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1007
+    await asyncio.sleep(0.1)
+    after = scrape(engine)
+
+    assert moved(before, after, "ptg_push_entries_total") == 3
+    assert moved(before, after, "ptg_push_messages_total") == 4  # header and blob, twice
+    assert moved(before, after, "ptg_push_bytes_total") == 60
+    assert moved(before, after, "ptg_push_acks_total") == 1
+    assert moved(before, after, "ptg_ws_closes_total", code="1007") == 1
+    assert moved(before, during, "ptg_sockets", kind="push") == 1
+    assert moved(before, after, "ptg_sockets", kind="push") == 0
+    assert after[("ptg_redis_connections_up", ())] >= 3
+    assert after[("process_resident_memory_bytes", ())] > 0
+
+
+def test_metrics_need_no_token(engine: EngineProcess) -> None:
+    response = httpx.get(f"{engine.base_url}/metrics")
+    assert response.status_code == 200
+    assert "# TYPE ptg_push_entries_total counter" in response.text
