@@ -11,7 +11,18 @@ from tests.conftest import ROOT
 
 def test_the_micro_benchmarks_run() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "--benchmark-disable", "-p", "no:cacheprovider", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench",
+            "-o",
+            "addopts=",
+            "--benchmark-disable",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
