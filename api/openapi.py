@@ -1,4 +1,5 @@
-"""The engine's REST API in OpenAPI 3.1, written out (the wire contract is fixed)."""
+"""The engine's REST API in OpenAPI 3.0 (what the bundled Swagger UI renders),
+written out: the wire contract is fixed."""
 
 from __future__ import annotations
 
@@ -40,17 +41,38 @@ def _op(summary: str, params: list[dict[str, Any]] | None = None, **extra: Any) 
     return operation
 
 
+# The WebSocket endpoints, which OpenAPI cannot describe as operations; the
+# full text is docs/protocol.md in the engine's source.
+_WEBSOCKETS = """Live sensor data in Redis Streams. Log in with **Authorize** (dev mode: any
+name with the same name as password). The full protocol is `docs/protocol.md`
+in the engine's source.
+
+### WebSocket push: `ws://HOST:PORT/data/{sid}/push`
+Query: `batch` (false; forced for `*` and `a+b`), `ack` (false), `offsets`
+(`auto`, `start`, `end`), `durability` (`memory`, `fsync`, `replicas:N`,
+`fsync+replicas:N`), `token`.
+Single mode: each binary message is one entry. Batch mode: a text header, a
+JSON list with one item per entry (`OFFSET`, `[SID, OFFSET]` or
+`[SID, TS, OFFSET]`), then one binary message with the entries' bytes. With
+`ack=true` each message is answered with its entry ids, comma-separated, once
+Redis stored them. Closes: 1007 bad header, 1008 stream not allowed, 1009
+message too large, 1011 Redis unreachable or refused an entry.
+
+### WebSocket pull: `ws://HOST:PORT/data/{sid}/pull`
+Query: `count` (1), `last_entry_id` (`$`; one per stream joined by `+`),
+`latest` (true for `$` and `*`), `timeout` (ms), `onebyone`, `ack`,
+`time_sync_id`, `rate_limit` (s), `max_fps`, `header` (0: binary messages
+only, one entry each), `token`. Each step is a text message
+`[[sid, entry_id, start_offset], ...]` and one binary message with the
+entries' bytes.
+"""
+
 SPEC: dict[str, Any] = {
-    "openapi": "3.1.0",
+    "openapi": "3.0.3",
     "info": {
         "title": "PTG data store engine",
         "version": __version__,
-        "description": "Live sensor data in Redis Streams. WebSocket endpoints (not shown): "
-        "`/data/{sid}/push` and `/data/{sid}/pull`; see PROTOCOL.md. A pull socket takes "
-        "`count`, `last_entry_id` (default `$`), `latest`, `timeout` (ms), `onebyone`, `ack`, "
-        "`time_sync_id`, `rate_limit` (s), `max_fps` and `header` (0: binary messages only, "
-        "one entry each), and sends per step a text message `[[sid, entry_id, start_offset], ...]` "
-        "and one binary message with the entries' bytes.",
+        "description": _WEBSOCKETS,
     },
     "components": {
         "schemas": {
