@@ -7,6 +7,7 @@ import getpass
 import sys
 from collections.abc import Sequence
 
+from engine import __version__
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import ConfigError, add_arguments, resolve
 from engine.redis.embedded import EmbeddedRedisError
@@ -15,20 +16,32 @@ from engine.users import UsersFile
 COMMANDS = ("serve", "token", "adduser")
 
 
+def options_of(names: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
+    """A parent parser with the flags of the options ``names`` (all: None)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_arguments(parent, names)
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    add_arguments(common)
     parser = argparse.ArgumentParser(
         prog="python -m engine",
         description="PTG data store engine: live sensor data over WebSocket and REST, "
         "stored in Redis Streams. Without a command, serves.",
     )
+    parser.add_argument("--version", action="version", version=f"ptg-engine {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", parents=[common], help="serve HTTP and WebSockets (default)")
-    token = commands.add_parser("token", parents=[common], help="print a signed token for scripts")
+    commands.add_parser("serve", parents=[options_of()], help="serve HTTP and WebSockets (default)")
+    token = commands.add_parser(
+        "token",
+        parents=[options_of(("data_dir", "secret", "token_lifetime"))],
+        help="print a signed token for scripts",
+    )
     token.add_argument("--user", required=True, help="user name to put in the token")
     token.add_argument("--days", type=float, default=30.0, help="lifetime in days (default 30)")
-    adduser = commands.add_parser("adduser", parents=[common], help="add or update a user of production mode")
+    adduser = commands.add_parser(
+        "adduser", parents=[options_of(("data_dir",))], help="add or update a user of production mode"
+    )
     adduser.add_argument("name", help="user name")
     adduser.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
@@ -38,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "serve")
     args = build_parser().parse_args(args_list)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ class Option:
     help: str
     parse: Any = str
     extra_env: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # the allowed values, shown in --help
 
     @property
     def flag(self) -> str:
@@ -100,6 +101,7 @@ OPTIONS: tuple[Option, ...] = (
         "dev: any user whose password equals the name gets a token; "
         "production: users from <data-dir>/users.json only",
         _auth_mode,
+        choices=("dev", "production"),
     ),
     Option("secret", None, "token signing secret; none: generated once into <data-dir>/secret"),
     Option("token_lifetime", 7 * 24 * 3600, "longest lifetime of a /token token, seconds", _positive_int),
@@ -128,8 +130,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("ssl_certfile", None, "TLS certificate (PEM); with --ssl-keyfile enables HTTPS/WSS"),
     Option("ssl_keyfile", None, "TLS private key (PEM)"),
     Option("workers", 1, "engine processes sharing the port (SO_REUSEPORT)", _positive_int),
-    Option("log_level", "info", "critical, error, warning, info, debug or trace", _log_level),
-    Option("loop", "uvloop", "event loop: uvloop (fast) or asyncio (for debugging)", _event_loop),
+    Option(
+        "log_level",
+        "info",
+        "how much to log",
+        _log_level,
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+    ),
+    Option(
+        "loop",
+        "uvloop",
+        "event loop: uvloop (fast) or asyncio (for debugging)",
+        _event_loop,
+        choices=("uvloop", "asyncio"),
+    ),
 )
 
 
@@ -165,15 +179,19 @@ class ConfigError(ValueError):
     """A flag or environment variable with a value the engine cannot use."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per option; defaults stay None so that env and defaults can fill in."""
+def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """Add one flag per option (only ``names``, if given); defaults stay None so
+    that env and defaults can fill in."""
     for option in OPTIONS:
+        if names is not None and option.name not in names:
+            continue
         envs = ", ".join((option.env, *option.extra_env))
         default = "none" if option.default is None else option.default
         parser.add_argument(
             option.flag,
             dest=option.name,
             default=None,
+            metavar="{" + ",".join(option.choices) + "}" if option.choices else None,
             help=f"{option.help} [env {envs}; default {default}]",
         )
 
