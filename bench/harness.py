@@ -57,16 +57,27 @@ def stamped(size: int, seq: int) -> bytes:
     return STAMP.pack(time.perf_counter_ns(), seq).ljust(size, b".")
 
 
+QUANTILES = {"p50 ms": 0.50, "p90 ms": 0.90, "p99 ms": 0.99, "p99.9 ms": 0.999}
+
+
+def quantile(ordered: list[int], q: float) -> float:
+    """The ``q`` quantile of sorted samples, interpolated linearly between the two
+    nearest ranks (numpy's default "linear" method, Hyndman and Fan's type 7):
+    with 100 samples p99 lies between the 99th and the 100th, not on the maximum."""
+    position = q * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
 def percentiles(samples_ns: list[int]) -> dict[str, float]:
-    """p50, p99 and max in milliseconds, keyed as the reports print them."""
+    """p50, p90, p99, p99.9 and max in milliseconds, and the sample count, keyed
+    as the reports print them; from every sample."""
     if not samples_ns:
-        return {"p50 ms": float("nan"), "p99 ms": float("nan"), "max ms": float("nan")}
+        return {**dict.fromkeys(QUANTILES, float("nan")), "max ms": float("nan"), "samples": 0}
     ordered = sorted(samples_ns)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
-
-    return {"p50 ms": at(0.50), "p99 ms": at(0.99), "max ms": ordered[-1] / 1e6}
+    result: dict[str, float] = {name: quantile(ordered, q) / 1e6 for name, q in QUANTILES.items()}
+    return {**result, "max ms": ordered[-1] / 1e6, "samples": len(ordered)}
 
 
 class Pusher(WSListener):
