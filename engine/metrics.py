@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from engine.runtime import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Normal, going away, protocol error, bad data, policy, too big, internal error.
+SENT_CLOSE_CODES = (1000, 1001, 1002, 1007, 1008, 1009, 1011)
 
 # Counters.snapshot() name -> (metric name without _total, help).
 COUNTERS = {
@@ -63,7 +65,10 @@ class RuntimeCollector(Collector):
             "WebSocket closes the engine sent, by close code (0: any other)",
             labels=["pid", "code"],
         )
-        for code, count in sorted(snapshot["closes"].items()):
+        # The codes the engine sends, at zero too: a series that appears only at
+        # the first close makes rate() miss it.
+        counts = dict.fromkeys(SENT_CLOSE_CODES, 0) | snapshot["closes"]
+        for code, count in sorted(counts.items()):
             closes.add_metric([self.pid, str(code)], float(count))
         yield closes
         sockets = GaugeMetricFamily("ptg_sockets", "Open WebSockets by kind", labels=["pid", "kind"])
