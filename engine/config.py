@@ -38,6 +38,21 @@ def _auth_mode(value: str) -> str:
     return value
 
 
+def _switch(value: str) -> bool:
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
+def _log_format(value: str) -> str:
+    if value not in ("plain", "json"):
+        raise ValueError(f"log format must be 'plain' or 'json', not {value!r}")
+    return value
+
+
 def _event_loop(value: str) -> str:
     if value not in ("uvloop", "asyncio"):
         raise ValueError(f"loop must be 'uvloop' or 'asyncio', not {value!r}")
@@ -138,6 +153,14 @@ OPTIONS: tuple[Option, ...] = (
         choices=("critical", "error", "warning", "info", "debug", "trace"),
     ),
     Option(
+        "log_format",
+        "plain",
+        "plain text lines, or one JSON object per line",
+        _log_format,
+        choices=("plain", "json"),
+    ),
+    Option("access_log", True, "one log line per HTTP request (--no-access-log: none)", _switch),
+    Option(
         "loop",
         "uvloop",
         "event loop: uvloop (fast) or asyncio (for debugging)",
@@ -168,6 +191,8 @@ class Config:
     ssl_keyfile: str | None = None
     workers: int = 1
     log_level: str = "info"
+    log_format: str = "plain"
+    access_log: bool = True
     loop: str = "uvloop"
 
     @property
@@ -187,12 +212,22 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
             continue
         envs = ", ".join((option.env, *option.extra_env))
         default = "none" if option.default is None else option.default
+        help_text = f"{option.help} [env {envs}; default {default}]"
+        if option.parse is _switch:
+            parser.add_argument(
+                option.flag,
+                dest=option.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+            continue
         parser.add_argument(
             option.flag,
             dest=option.name,
             default=None,
             metavar="{" + ",".join(option.choices) + "}" if option.choices else None,
-            help=f"{option.help} [env {envs}; default {default}]",
+            help=help_text,
         )
 
 

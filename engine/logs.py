@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import orjson
 
 TRACE = 5  # uvicorn's level below DEBUG
 
 
-def logging_config(level: str) -> dict[str, Any]:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, pid (and the
+    exception's text, when there is one), for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
+
+
+def logging_config(level: str, log_format: str = "plain", access_log: bool = True) -> dict[str, Any]:
     root_level = TRACE if level == "trace" else level.upper()
     quiet = "DEBUG" if level in ("debug", "trace") else "WARNING"
     return {
@@ -15,20 +35,22 @@ def logging_config(level: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {
             "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+            "json": {"()": JsonFormatter},
         },
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
-                "formatter": "plain",
+                "formatter": log_format,
                 "stream": "ext://sys.stderr",
             },
         },
         "root": {"handlers": ["stderr"], "level": root_level},
         "loggers": {
-            # picows logs every connection at INFO and uvicorn every request:
-            # at ingest rates that is noise, so they speak only when debugging.
+            # picows logs every connection at INFO: at ingest rates that is
+            # noise, so it speaks only when debugging. Requests are logged
+            # unless --no-access-log.
             "picows": {"level": quiet},
-            "uvicorn.access": {"level": quiet},
+            "uvicorn.access": {"level": "INFO" if access_log else "WARNING"},
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
         },

@@ -40,9 +40,9 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
         loop=config.loop,
         lifespan="on",
         workers=config.workers,
-        log_config=logging_config(config.log_level),
+        log_config=logging_config(config.log_level, config.log_format, config.access_log),
         log_level=config.log_level,
-        access_log=config.log_level in ("debug", "trace"),
+        access_log=config.access_log,
         ssl_certfile=config.ssl_certfile,
         ssl_keyfile=config.ssl_keyfile,
         server_header=False,
@@ -76,7 +76,7 @@ def _stop_self(reason: str) -> None:
 def run(config: Config) -> None:
     """Serve until SIGINT or SIGTERM; the embedded Redis (if any) stops after the engine.
     Raises EmbeddedRedisError when the embedded Redis could not be kept running."""
-    logging.config.dictConfig(logging_config(config.log_level))
+    logging.config.dictConfig(logging_config(config.log_level, config.log_format, config.access_log))
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again
     # with the previous handler: make that handler unwind instead of killing.
     signal.signal(signal.SIGTERM, _raise_stopped)

@@ -28,6 +28,7 @@ include "sansio/step_frames.pxi"
 # I/O: protocols that own transports (Redis connections, WebSocket sessions).
 include "io/vectored_write.pxi"
 include "io/redis_connection.pxi"
+include "io/close_log.pxi"
 include "io/shards.pxi"
 include "io/push_session.pxi"
 include "io/pull_feed.pxi"

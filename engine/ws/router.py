@@ -104,6 +104,6 @@ class WebSocketRouter:
             sids = split_stream_ids(parts[2].encode("latin-1"))
         except InvalidStreamId as error:
             return ClosingListener(
-                WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}", self.runtime.counters
+                WSCloseCode.POLICY_VIOLATION, f"bad stream id: {error}", self.runtime.counters, parts[2]
             )
         return self.endpoints[parts[3]](self.runtime, sids, query, user)

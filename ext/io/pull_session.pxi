@@ -11,7 +11,7 @@
 # and written with one writev straight to the socket when the transport has
 # nothing queued.
 #
-# Uses: common.pxi, counters.pxi, sansio/decimal.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi,
+# Uses: common.pxi, counters.pxi, sansio/decimal.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi, io/close_log.pxi,
 #       sansio/stream_entry.pxi, sansio/reply_parser.pxi, sansio/stream_commands.pxi,
 #       sansio/step_frames.pxi, io/vectored_write.pxi, io/redis_connection.pxi,
 #       io/pull_feed.pxi
@@ -582,6 +582,7 @@ cdef class PullSession(WSListener):
 
     cdef int _send_close(self, int code, bytes reason) except -1:
         self.counters.count_close(code)
+        log_close("pull", code, reason, self.transport, [(<StreamKey>key).key for key in self.keys])
         self.transport.send_close(<WSCloseCode>code, reason)
         return 0
 

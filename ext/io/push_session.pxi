@@ -7,7 +7,7 @@
 # A message is acked when Redis confirmed every entry of it, on whichever
 # connections they went; acks leave in the order the messages came.
 #
-# Uses: common.pxi, counters.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi,
+# Uses: common.pxi, counters.pxi, sansio/entry_id.pxi, sansio/ws_frame.pxi, io/close_log.pxi,
 #       sansio/header_scanner.pxi, sansio/batch_header.pxi, io/redis_connection.pxi,
 #       io/shards.pxi
 
@@ -603,6 +603,7 @@ cdef class PushSession(WSListener):
 
     cdef int _send_close(self, int code, str reason) except -1:
         self.counters.count_close(code)
+        log_close("push", code, reason, self.transport, self.options.route._keys)
         self.transport.send_close(<WSCloseCode>code, fit_close_reason(reason))
         return 0
 
