@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 
-from api import data, docs, metrics, streams, token, upload
+from api import data, docs, metrics, mjpeg, streams, token, upload
 from api.errors import EXCEPTION_HANDLERS
 from api.limits import BodyDeadline
 from engine.metrics import Metrics
@@ -23,6 +23,8 @@ ROUTES = [
     # {sid:path}: a percent-encoded '/' decodes into the id and is refused as
     # a bad id (400) instead of silently routing somewhere else.
     Route("/streams/{sid:path}", streams.stream, methods=["GET", "PUT", "DELETE"]),
+    # Before /data/{sid:path}: {sid} matches one path segment only.
+    Route("/data/{sid}/mjpeg", mjpeg.mjpeg, methods=["GET"]),
     Route("/data/{sid:path}", upload.post_entries, methods=["POST"]),
     Route("/data/{sid:path}", data.read_entries, methods=["GET"]),
     Route("/openapi.json", docs.openapi_json, methods=["GET"]),

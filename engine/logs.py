@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
 
 TRACE = 5  # uvicorn's level below DEBUG
+
+
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])token=)[^&\s]*")
+
+
+class RedactTokens(logging.Filter):
+    """Tokens in query strings (WebSocket clients and <img> tags put them there)
+    are credentials: the access log shows ``token=***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1***", arg) if isinstance(arg, str) and "token=" in arg else arg
+                for arg in record.args
+            )
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,10 +54,12 @@ def logging_config(level: str, log_format: str = "plain", access_log: bool = Tru
             "plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
             "json": {"()": JsonFormatter},
         },
+        "filters": {"redact_tokens": {"()": RedactTokens}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": log_format,
+                "filters": ["redact_tokens"],
                 "stream": "ext://sys.stderr",
             },
         },

@@ -1,15 +1,18 @@
-"""/docs in a real browser (headless Chromium driven by Selenium): the page
-renders every REST operation, and Authorize logs in through /token. Skipped,
+"""Pages in a real browser (headless Chromium driven by Selenium): /docs
+renders every REST operation and Authorize logs in through /token; an <img>
+shows a stream's JPEG frames through /data/{sid}/mjpeg. Skipped,
 with the reason, only where no Chromium or ChromeDriver is installed
 (.ci/run installs Debian's)."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import tempfile
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from api.openapi import SPEC
 from tests.conftest import EngineProcess
@@ -78,3 +81,27 @@ def test_docs_show_every_operation_and_authorize_logs_in(browser: object, engine
         )
     )
     assert "auth errors" not in driver.page_source.lower()  # type: ignore[attr-defined]
+
+
+def test_an_img_shows_a_streams_jpeg_frames(
+    browser: object, engine: EngineProcess, token: str, store: redis.Redis, sid: str
+) -> None:
+    driver = browser
+    driver.get(f"{engine.base_url}/ping")  # type: ignore[attr-defined]
+    # A real JPEG, drawn and encoded by the browser itself.
+    data_url = driver.execute_script(  # type: ignore[attr-defined]
+        "const c = document.createElement('canvas'); c.width = 64; c.height = 48;"
+        "const g = c.getContext('2d'); g.fillStyle = '#c03'; g.fillRect(0, 0, 64, 48);"
+        "return c.toDataURL('image/jpeg');"
+    )
+    jpeg = base64.b64decode(data_url.split(",", 1)[1])
+    assert jpeg[:2] == b"\xff\xd8"
+    store.xadd(sid, {"d": jpeg})
+    driver.execute_script(  # type: ignore[attr-defined]
+        "const img = document.createElement('img'); img.id = 'preview';"
+        f"img.src = '/data/{sid}/mjpeg?max_fps=5&token={token}'; document.body.appendChild(img);"
+    )
+    WebDriverWait(driver, 15).until(
+        lambda d: d.execute_script("return document.getElementById('preview').naturalWidth") == 64
+    )
+    assert driver.execute_script("return document.getElementById('preview').naturalHeight") == 48  # type: ignore[attr-defined]

@@ -34,6 +34,11 @@ def test_requests_are_logged_unless_turned_off(redis_url: str, tmp_path: Path) -
             assert httpx.get(f"{engine.base_url}/ping").status_code == 200
         log_after(logged, '"GET /ping HTTP/1.1" 200')
         assert '"GET /streams HTTP/1.1" 401' in logged.log()
+        # A token in a query string is a credential: never written to the log.
+        token = logged.token()
+        assert httpx.get(f"{logged.base_url}/streams?info=false&token={token}").status_code == 200
+        log_after(logged, '"GET /streams?info=false&token=*** HTTP/1.1" 200')
+        assert token not in logged.log()
         time.sleep(0.3)
         assert "GET /ping" not in quiet.log()
     finally:
