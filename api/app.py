@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 
-from api import data, docs, metrics, mjpeg, streams, token, upload
+from api import data, docs, metrics, mjpeg, streams, token, ui, upload
 from api.errors import EXCEPTION_HANDLERS
 from api.limits import BodyDeadline
 from engine.metrics import Metrics
@@ -29,6 +29,7 @@ ROUTES = [
     Route("/data/{sid:path}", data.read_entries, methods=["GET"]),
     Route("/openapi.json", docs.openapi_json, methods=["GET"]),
     Route("/docs", docs.docs_page, methods=["GET"]),
+    Route("/ui", ui.console, methods=["GET"]),
     Mount("/docs/assets", app=docs.assets),
 ]
 

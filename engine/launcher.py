@@ -84,7 +84,11 @@ class EngineProcess:
                 preexec_fn=die_with_parent,
             )
         if wait:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop()  # an engine that did not come up is not left running
+                raise
         return self
 
     def answers_ping(self) -> bool:

@@ -184,9 +184,13 @@ async def test_engines_in_front_of_one_cluster_serve_each_others_streams(
     processes, sharing the token secret: a token from one works on the other,
     what is pushed to one is pulled from the other."""
     shared = ["--log-level", "warning", "--secret", "shared-between-hosts"]
-    first = EngineProcess(tmp_path / "first", cluster.url, [*shared, "--workers", "2"]).start()
-    second = EngineProcess(tmp_path / "second", cluster.url, shared).start()
+    # Any node will do as the seed (a test before may have killed the first one).
+    seed = cluster.node_url(cluster.running()[0])
+    first = EngineProcess(tmp_path / "first", seed, [*shared, "--workers", "2"])
+    second = EngineProcess(tmp_path / "second", seed, shared)
     try:
+        first.start()
+        second.start()
         token = first.token()
         sids = [f"hosts-{uuid.uuid4().hex[:8]}" for _ in range(6)]  # on every master, likely
         pulls = [
@@ -207,5 +211,6 @@ async def test_engines_in_front_of_one_cluster_serve_each_others_streams(
             )
             await ws.close()
     finally:
-        first.stop()
-        second.stop()
+        for engine in (first, second):
+            if engine.process is not None and engine.process.poll() is None:
+                engine.stop()

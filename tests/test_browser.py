@@ -1,15 +1,20 @@
 """Pages in a real browser (headless Chromium driven by Selenium): /docs
 renders every REST operation and Authorize logs in through /token; an <img>
-shows a stream's JPEG frames through /data/{sid}/mjpeg. Skipped,
+shows a stream's JPEG frames through /data/{sid}/mjpeg; the /ui console logs
+in, lists streams live, renders entries, tails, edits and deletes. Skipped,
 with the reason, only where no Chromium or ChromeDriver is installed
 (.ci/run installs Debian's)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -105,3 +110,86 @@ def test_an_img_shows_a_streams_jpeg_frames(
         lambda d: d.execute_script("return document.getElementById('preview').naturalWidth") == 64
     )
     assert driver.execute_script("return document.getElementById('preview').naturalHeight") == 48  # type: ignore[attr-defined]
+
+
+def jpeg_from_browser(driver: Any, width: int, height: int) -> bytes:
+    data_url = driver.execute_script(
+        f"const c = document.createElement('canvas'); c.width = {width}; c.height = {height};"
+        "const g = c.getContext('2d'); g.fillStyle = '#0a6'; g.fillRect(0, 0, c.width, c.height);"
+        "return c.toDataURL('image/jpeg');"
+    )
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+def test_the_console_logs_in_and_shows_streams_live(
+    browser: Any, engine: EngineProcess, store: redis.Redis, sid: str
+) -> None:
+    driver = browser
+    wait = WebDriverWait(driver, 20)
+    driver.get(f"{engine.base_url}/ui")
+    driver.execute_script("sessionStorage.clear()")
+    driver.get(f"{engine.base_url}/ui#/")
+    wait.until(expected_conditions.visibility_of_element_located((By.ID, "username")))
+    driver.find_element(By.ID, "username").send_keys("console")
+    driver.find_element(By.ID, "password").send_keys("console")
+    driver.find_element(By.ID, "login-button").click()
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "streams")))
+
+    # A stream pushed to while the table is open shows up with a rate.
+    pushing = threading.Event()
+
+    def push() -> None:
+        while not pushing.is_set():
+            store.xadd(sid, {"d": b'{"reading": 1}'})
+            time.sleep(0.02)
+
+    pusher = threading.Thread(target=push)
+    pusher.start()
+    try:
+        row = f"tr[data-sid='{sid}'] td.rate"
+        wait.until(
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, row) and float(d.find_element(By.CSS_SELECTOR, row).text) > 0
+            )
+        )
+    finally:
+        pushing.set()
+        pusher.join()
+
+    # A camera stream: its JPEG renders among the entries and in the live view.
+    camera = f"{sid}-camera"
+    store.xadd(camera, {"d": jpeg_from_browser(driver, 40, 30)})
+    driver.get(f"{engine.base_url}/ui#/stream/{camera}")
+    wait.until(
+        lambda d: (
+            d.execute_script(
+                "const i = document.querySelector('img.payload-image'); return i && i.naturalWidth"
+            )
+            == 40
+        )
+    )
+    wait.until(
+        lambda d: (
+            d.execute_script("const i = document.getElementById('camera-view'); return i && i.naturalWidth")
+            == 40
+        )
+    )
+
+    # The live tail shows what is pushed now, as text.
+    time.sleep(0.3)  # the pull socket is open
+    store.xadd(camera, {"d": b"a line of text"})
+    wait.until(lambda d: "a line of text" in d.find_element(By.ID, "tail").text)
+
+    # Metadata saved from the editor is what the API then returns.
+    editor = driver.find_element(By.ID, "meta")
+    editor.clear()
+    editor.send_keys('{"max_len": 77}')
+    driver.find_element(By.ID, "save-meta").click()
+    wait.until(lambda d: store.get(f"XMETA:{camera}") is not None)
+    assert json.loads(store.get(f"XMETA:{camera}")) == {"max_len": 77}
+
+    # Delete asks first; once confirmed the stream and its metadata are gone.
+    driver.find_element(By.ID, "delete").click()
+    wait.until(expected_conditions.alert_is_present())
+    driver.switch_to.alert.accept()
+    wait.until(lambda d: store.exists(camera, f"XMETA:{camera}") == 0)
