@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PORT ?= 7890
 
-.PHONY: services test build debug-build bench clean
+.PHONY: services test build debug-build bench bench-save bench-check clean
 
 services: build
 	$(PYTHON) -m engine serve --port $(PORT)
@@ -19,6 +19,16 @@ test: build
 
 bench: build
 	$(PYTHON) -m pytest bench --benchmark-only -p no:cacheprovider
+
+# The micro-benchmarks against the baseline committed in bench/baselines:
+# fails when a median is more than 25% slower (bench-save records a new one).
+BENCH_STORE = --benchmark-storage=file://bench/baselines -p no:cacheprovider
+bench-save: build
+	$(PYTHON) -m pytest bench --benchmark-only $(BENCH_STORE) --benchmark-save=baseline
+
+bench-check: build
+	$(PYTHON) -m pytest bench --benchmark-only $(BENCH_STORE) --benchmark-compare \
+		--benchmark-compare-fail=median:25% --benchmark-columns=min,median,max,rounds
 
 clean:
 	rm -rf build dist *.egg-info ext/*.c ext/*.html engine/*.so
