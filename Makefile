@@ -1,14 +1,22 @@
 # make services: build and run the engine as users of the original typed it.
 # make test:     install the test extras and run the whole suite (lint included).
-PYTHON ?= python3
+# Both work in .venv (created when missing), never in the system's Python.
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
 PORT ?= 7890
 
-.PHONY: services test build debug-build bench bench-save bench-check clean
+.PHONY: services runtime test build debug-build bench bench-save bench-check clean
 
-services: build
+services: runtime
 	$(PYTHON) -m engine serve --port $(PORT)
 
-build:
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+runtime: $(VENV)/bin/python
+	$(PYTHON) -m pip install -q -e .
+
+build: $(VENV)/bin/python
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 debug-build:

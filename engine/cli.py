@@ -17,8 +17,14 @@ COMMANDS = ("serve", "token", "adduser")
 
 
 def options_of(names: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
-    """A parent parser with the flags of the options ``names`` (all: None)."""
+    """A parent parser with the flags of the options ``names`` (all: None), and --config."""
     parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--config",
+        metavar="FILE",
+        help='a TOML file of options (max-len = 5000, auth = "production", ...); '
+        "flags and PTG_* variables win over it [env PTG_CONFIG]",
+    )
     add_arguments(parent, names)
     return parent
 
@@ -55,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "serve")
     args = build_parser().parse_args(args_list)
     try:
-        config = resolve(vars(args))
+        config = resolve(vars(args), config_file=args.config)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

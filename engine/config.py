@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,9 +232,34 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
         )
 
 
-def resolve(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
-    """Build a Config: a flag wins over its variable, a variable over the default."""
+def read_config_file(path: str | Path) -> dict[str, tuple[str, str]]:
+    """The options a TOML file sets (``max-len = 5000`` or ``max_len = 5000``):
+    ``{name: (text, where)}``. Raises ConfigError for an unreadable file or an
+    unknown option."""
+    known = {option.name for option in OPTIONS}
+    try:
+        with open(path, "rb") as file:
+            table = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"--config {path}: {error}") from None
+    found: dict[str, tuple[str, str]] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"--config {path}: unknown option {key!r}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        found[name] = (text, f"{path}: {key}")
+    return found
+
+
+def resolve(
+    args: Mapping[str, Any], environ: Mapping[str, str] | None = None, config_file: str | Path | None = None
+) -> Config:
+    """Build a Config: a flag wins over its variable, a variable over the
+    configuration file (``config_file``, else PTG_CONFIG), that over the default."""
     environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("PTG_CONFIG") or None
+    from_file = read_config_file(config_file) if config_file else {}
     values: dict[str, Any] = {}
     for option in OPTIONS:
         raw = args.get(option.name)
@@ -243,6 +269,8 @@ def resolve(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -
                 if environ.get(env):
                     raw, source = environ[env], env
                     break
+        if raw is None and option.name in from_file:
+            raw, source = from_file[option.name]
         if raw is None:
             values[option.name] = option.default
             continue

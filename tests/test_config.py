@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jwt
 import pytest
 
 from engine.cli import build_parser
@@ -87,3 +88,64 @@ def test_cli_reports_a_bad_value_without_a_traceback() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --port: port must be within 0..65535, not '99999'"
+
+
+def test_a_config_file_sets_options_under_variables_and_flags(tmp_path: Path) -> None:
+    file = tmp_path / "engine.toml"
+    file.write_text('max-len = 5000\nauth = "production"\naccess_log = false\nport = 8000\n')
+    config = resolve(vars(build_parser().parse_args(["serve", "--config", str(file)])), {}, file)
+    assert (config.max_len, config.auth, config.access_log, config.port) == (5000, "production", False, 8000)
+    # A variable wins over the file, a flag over both.
+    argv = ["serve", "--port", "8001"]
+    config = resolve(vars(build_parser().parse_args(argv)), {"PTG_MAX_LEN": "7", "PTG_CONFIG": str(file)})
+    assert (config.max_len, config.port, config.auth) == (7, 8001, "production")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max-len = 5000\nmax-lenn = 3\n", "unknown option 'max-lenn'"),
+        ("port = 99999\n", "engine.toml: port: port must be within"),
+        ("port = \n", "engine.toml"),
+    ],
+)
+def test_a_bad_config_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "engine.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        resolve({}, {}, file)
+
+
+def test_commands_read_the_config_file(tmp_path: Path) -> None:
+    file = tmp_path / "engine.toml"
+    file.write_text(
+        f'secret = "a-secret-from-the-config-file-32-bytes-or-more"\ndata-dir = "{tmp_path / "data"}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "token", "--user", "script", "--config", str(file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        jwt.decode(
+            result.stdout.strip(), "a-secret-from-the-config-file-32-bytes-or-more", algorithms=["HS256"]
+        )["sub"]
+        == "script"
+    )
+
+
+def test_each_command_lists_only_its_options() -> None:
+    def help_of(command: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "engine", command, "--help"], cwd=ROOT, capture_output=True, text=True
+        ).stdout
+
+    assert "--max-len" in help_of("serve") and "{dev,production}" in help_of("serve")
+    assert "--max-len" not in help_of("token") and "--secret" in help_of("token")
+    assert "--secret" not in help_of("adduser") and "--data-dir" in help_of("adduser")
+    version = subprocess.run(
+        [sys.executable, "-m", "engine", "--version"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert version.stdout.startswith("ptg-engine ")
