@@ -1,0 +1,200 @@
+"""Profile the engine under load: ``python -m bench.profile WORKLOAD [--seconds N]``.
+
+Starts its own Redis and engine (bench.target), drives WORKLOAD with the load
+generator against it, and samples the engine with py-spy meanwhile (native
+frames, so the Cython core shows; each sample pauses the engine for a moment).
+Writes into ``--out`` (default ``bench/profiles/<workload>-<time>/``):
+
+- ``flamegraph.svg``: open it in a browser;
+- ``profile.collapsed.txt``: collapsed stacks, which speedscope
+  (https://www.speedscope.app, or ``npx speedscope``) opens as they are;
+
+and prints the functions with the most self time, each with its layer:
+the Cython core (``ext/``), Python (the engine's and its libraries' ``.py``),
+the CPython runtime, libc and the kernel's system calls, other native code
+(uvloop, hiredis, picows' C parts), and time idle in epoll (left out of the
+busy share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.target import ROOT, OwnEngine
+
+WORKLOADS = {
+    "W1": ["push-batch", "--entry-size", "100", "--batch-size", "100", "--connections", "4", "--ack"],
+    "W1-noack": [
+        "push-batch",
+        "--entry-size",
+        "100",
+        "--batch-size",
+        "100",
+        "--connections",
+        "4",
+        "--no-ack",
+    ],
+    "W2": ["push-single", "--entry-size", "1024", "--connections", "4", "--ack"],
+    "W3": ["push-batch", "--entry-size", "262144", "--batch-size", "1", "--connections", "2", "--ack"],
+    "POST": ["post-data", "--parts", "10", "--entry-size", "1024", "--connections", "4"],
+}
+# py-spy stops the engine for each sample to unwind native frames: not too often.
+SAMPLES_PER_SECOND = 100
+TOP = 20
+# "function (file:line)" or "function (library)" in py-spy's collapsed frames.
+FRAME = re.compile(r"^(?P<function>.*?) \((?P<where>[^()]*)\)$")
+IDLE = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
+
+
+def layer_of(frame: str) -> str:
+    match = FRAME.match(frame)
+    function, where = (match["function"], match["where"]) if match else (frame, "")
+    source = where.rsplit(":", 1)[0]
+    if function in IDLE:
+        return "idle (waiting for events)"
+    if (
+        source.endswith((".pyx", ".pxi", ".pxd"))
+        or source.startswith("View.")
+        or function.startswith(("__Pyx", "__pyx"))
+    ):
+        return "Cython core"
+    if source.endswith(".py"):
+        return "Python"
+    if function.startswith(("Py", "_Py")):
+        return "CPython runtime"
+    if any(hint in where for hint in ("libc.so", "libpthread", "vdso", "[kernel")):
+        return "libc / system calls"
+    return "other native (uvloop, hiredis, picows)"
+
+
+def self_times(collapsed: Path) -> tuple[collections.Counter[str], int]:
+    """Samples per leaf frame, and all samples."""
+    leaves: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        leaves[stack.rsplit(";", 1)[-1]] += int(count)
+        total += int(count)
+    return leaves, total
+
+
+def report(collapsed: Path) -> str:
+    leaves, total = self_times(collapsed)
+    if not total:
+        return "no samples (is py-spy allowed to read the engine's memory? root or ptrace_scope 0)"
+    layers: collections.Counter[str] = collections.Counter()
+    for frame, count in leaves.items():
+        layers[layer_of(frame)] += count
+    idle = sum(count for name, count in layers.items() if name.startswith("idle"))
+    busy = max(total - idle, 1)
+    lines = [f"{total} samples, {100 * idle / total:.1f}% idle in epoll; busy self time by layer:"]
+    lines += [
+        f"  {100 * count / busy:5.1f}%  {name}"
+        for name, count in layers.most_common()
+        if not name.startswith("idle")
+    ]
+    lines.append(f"top {TOP} functions by busy self time:")
+    busy_leaves = [
+        (frame, count) for frame, count in leaves.most_common() if not layer_of(frame).startswith("idle")
+    ]
+    for frame, count in busy_leaves[:TOP]:
+        lines.append(f"  {100 * count / busy:5.1f}%  [{layer_of(frame)}] {frame[:140]}")
+    return "\n".join(lines)
+
+
+def sample(pid: int, seconds: float, output: Path, fmt: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--native",
+            "--rate",
+            str(SAMPLES_PER_SECOND),
+            "--duration",
+            str(int(seconds)),
+            "--format",
+            fmt,
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("workload", choices=sorted(WORKLOADS))
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="seconds of load and sampling (default 10)"
+    )
+    parser.add_argument("--out", type=Path, help="directory for the results")
+    options = parser.parse_args(argv)
+    if shutil.which("py-spy") is None:
+        print("error: py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        return 2
+    out = options.out or ROOT / "bench" / "profiles" / f"{options.workload}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="ptg-profile-") as directory,
+        OwnEngine(Path(directory)) as target,
+    ):
+        # One sampler at a time (a native sampler attaches with ptrace): the
+        # flame graph first, then the collapsed stacks, under the same load.
+        token_free = [
+            *WORKLOADS[options.workload],
+            "--duration",
+            str(2 * options.seconds + 2),
+            "--no-baseline",
+        ]
+        load = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                *token_free,
+                "--url",
+                target.base_url,
+                "--redis-url",
+                target.redis_url,
+                "--engine-pid",
+                str(target.pid),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)  # past the loaders' connecting
+        for output, fmt in ((out / "flamegraph.svg", "flamegraph"), (out / "profile.collapsed.txt", "raw")):
+            sampler = sample(target.pid, options.seconds, output, fmt)
+            _, errors = sampler.communicate()
+            if sampler.returncode != 0:
+                print(f"error: py-spy failed: {errors.decode(errors='replace')[-500:]}", file=sys.stderr)
+                load.kill()
+                return 1
+        loaded, _ = load.communicate()
+    print(
+        f"{options.workload} for {options.seconds:g} s; load generator: "
+        + " ".join(line for line in loaded.splitlines() if line.startswith(("stored", "PASS", "FAIL")))
+    )
+    print(report(out / "profile.collapsed.txt"))
+    print(f"flame graph: {out / 'flamegraph.svg'}\nspeedscope: {out / 'profile.collapsed.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
