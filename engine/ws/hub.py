@@ -39,8 +39,8 @@ from engine._core import (
     StreamKey,
     StreamReader,
     read_feeds,
-    redirected,
     stream_read,
+    worth_retrying,
 )
 from engine.redis.connect import control_client
 from engine.redis.link import Backoff, RedisAddress, RedisLink
@@ -182,8 +182,8 @@ class NodeFollow:
                 self._retry_later(feeds)
                 return
             for feed, reply in zip(fresh, newest, strict=True):
-                if redirected(reply):
-                    self._retry_later([feed])  # the stream's slot moves: once the map has it
+                if worth_retrying(reply):
+                    self._retry_later([feed])  # the stream's slot moves, or the cluster is down
                 elif isinstance(reply, ReplyError):
                     feed.fail(f"Redis refused to read {feed.key.sid!r}: {reply}")
                 elif not feed.started and not feed.closed:

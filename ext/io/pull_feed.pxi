@@ -211,8 +211,8 @@ cdef class PullFeed(RedisOwner):
         self.reader = None
         if self.closed:
             return 0
-        if is_redirect(reply):
-            # A cluster moves the stream's slot: read again once the map has it.
+        if is_retryable(reply):
+            # A cluster moves the stream's slot (or is down): read again a little later.
             if self.on_read_failed is not None:
                 self.on_read_failed(self, str(reply))
             return 0

@@ -440,8 +440,8 @@ cdef class PullSession(WSListener):
         self.reads_in_flight -= 1
         if self.closing:
             return 0
-        if is_redirect(reply):
-            # A cluster moves the stream's slot: read again once the map has it.
+        if is_retryable(reply):
+            # A cluster moves the stream's slot (or is down): read again a little later.
             if self.reads_in_flight == 0:
                 self.loop.call_later(REDIRECT_RETRY_SECONDS, self._read_again)
             return 0

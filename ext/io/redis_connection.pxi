@@ -45,9 +45,16 @@ cdef inline bint is_redirect(object reply):
     return type(reply) is ReplyError and str(reply).startswith(("MOVED ", "ASK "))
 
 
-def redirected(reply):
-    """Whether ``reply`` is a Redis Cluster's MOVED or ASK error."""
-    return is_redirect(reply)
+cdef inline bint is_retryable(object reply):
+    """A Redis Cluster error after which the same read succeeds later: MOVED or
+    ASK (once the slot map caught up), TRYAGAIN (a slot being migrated),
+    CLUSTERDOWN (until the cluster is whole again)."""
+    return type(reply) is ReplyError and str(reply).startswith(("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"))
+
+
+def worth_retrying(reply):
+    """Whether a read answered ``reply`` should be sent again a little later."""
+    return is_retryable(reply)
 
 
 class RedisUnavailable(ConnectionError):
