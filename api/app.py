@@ -53,5 +53,5 @@ def create_app(runtime: Runtime) -> Starlette:
         ],
     )
     app.state.runtime = runtime
-    app.state.metrics = Metrics(runtime)
+    app.state.metrics = Metrics(runtime, runtime.metrics_share)
     return app

@@ -10,4 +10,4 @@ from engine.metrics import CONTENT_TYPE
 
 
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(await request.app.state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,27 +1,42 @@
-"""Prometheus metrics of one engine process, read from its runtime at scrape
-time: the hot paths only add to C fields of engine._core.Counters, and
-nothing here runs per entry or per message.
+"""Prometheus metrics of the engine, read at scrape time: the hot paths only
+add to C fields of engine._core.Counters, and nothing here runs per entry or
+per message.
 
-Every sample carries the process's ``pid``: with ``--workers N`` a scrape
-reaches one worker, and Prometheus keeps one series per worker it has seen
-(sum them with ``sum without (pid)``)."""
+Every sample carries the ``pid`` of its process. With ``--workers N`` a
+scrape reaches one worker, so each worker shares its figures every
+SHARE_SECONDS through Redis (one small key per worker, expiring when it
+stops) and a scrape reports every worker of the host and port: the worker
+that answers with its figures of now, the others with theirs of at most
+SHARE_SECONDS ago.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
 
+log = logging.getLogger("engine")
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SHARE_SECONDS = 2.0
+SHARE_KEY_PREFIX = "ptg-engine:metrics:"
 # Normal, going away, protocol error, bad data, policy, too big, internal error.
 SENT_CLOSE_CODES = (1000, 1001, 1002, 1007, 1008, 1009, 1011)
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 # Counters.snapshot() name -> (metric name without _total, help).
 COUNTERS = {
@@ -46,59 +61,141 @@ COUNTERS = {
 }
 
 
-class RuntimeCollector(Collector):
-    """Reads the runtime's counters and state when Prometheus scrapes."""
+def resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
 
-    def __init__(self, runtime: Runtime):
+
+def sample(runtime: Runtime) -> dict[str, Any]:
+    """This process's figures now, as plain data (what a worker shares)."""
+    snapshot = runtime.counters.snapshot()
+    times = os.times()
+    return {
+        "pid": os.getpid(),
+        "counters": {field: snapshot[field] for field in COUNTERS},
+        "closes": {str(code): count for code, count in snapshot["closes"].items()},
+        "push_sockets": snapshot["push_sockets"],
+        "pull_sockets": snapshot["pull_sockets"],
+        "followed_streams": len(runtime.pulls.feeds),
+        "redis_in_flight_bytes": sum(link.in_flight_bytes() for link in runtime.links),
+        "redis_connections_up": sum(link.connection is not None for link in runtime.links),
+        "cpu_seconds": times.user + times.system,
+        "resident_bytes": resident_bytes(),
+    }
+
+
+class RuntimeCollector(Collector):
+    """This process's figures now, and those the other workers shared."""
+
+    def __init__(self, runtime: Runtime, share: MetricsShare | None):
         self.runtime = runtime
-        self.pid = str(os.getpid())
+        self.share = share
 
     def collect(self) -> Iterator[Metric]:
-        runtime = self.runtime
-        snapshot = runtime.counters.snapshot()
+        samples = [sample(self.runtime), *(self.share.peers if self.share else [])]
         for field, (name, text) in COUNTERS.items():
             family = CounterMetricFamily(name, text, labels=["pid"])
-            family.add_metric([self.pid], float(snapshot[field]))
+            for one in samples:
+                family.add_metric([str(one["pid"])], float(one["counters"][field]))
             yield family
         closes = CounterMetricFamily(
             "ptg_ws_closes",
             "WebSocket closes the engine sent, by close code (0: any other)",
             labels=["pid", "code"],
         )
-        # The codes the engine sends, at zero too: a series that appears only at
-        # the first close makes rate() miss it.
-        counts = dict.fromkeys(SENT_CLOSE_CODES, 0) | snapshot["closes"]
-        for code, count in sorted(counts.items()):
-            closes.add_metric([self.pid, str(code)], float(count))
+        for one in samples:
+            # The codes the engine sends, at zero too: a series that appears only
+            # at the first close makes rate() miss it.
+            counts = {str(code): 0 for code in SENT_CLOSE_CODES} | one["closes"]
+            for code, count in sorted(counts.items()):
+                closes.add_metric([str(one["pid"]), code], float(count))
         yield closes
         sockets = GaugeMetricFamily("ptg_sockets", "Open WebSockets by kind", labels=["pid", "kind"])
-        sockets.add_metric([self.pid, "push"], float(snapshot["push_sockets"]))
-        sockets.add_metric([self.pid, "pull"], float(snapshot["pull_sockets"]))
+        for one in samples:
+            sockets.add_metric([str(one["pid"]), "push"], float(one["push_sockets"]))
+            sockets.add_metric([str(one["pid"]), "pull"], float(one["pull_sockets"]))
         yield sockets
-        followed = GaugeMetricFamily(
-            "ptg_followed_streams", "Streams this process follows for pull sockets", labels=["pid"]
+        gauges = (
+            ("ptg_followed_streams", "Streams the process follows for pull sockets", "followed_streams"),
+            (
+                "ptg_redis_in_flight_bytes",
+                "Payload bytes sent to Redis and not yet answered",
+                "redis_in_flight_bytes",
+            ),
+            ("ptg_redis_connections_up", "Engine connections to Redis that are up", "redis_connections_up"),
+            ("process_resident_memory_bytes", "Resident memory of the process, bytes", "resident_bytes"),
         )
-        followed.add_metric([self.pid], float(len(runtime.pulls.feeds)))
-        yield followed
-        in_flight = GaugeMetricFamily(
-            "ptg_redis_in_flight_bytes", "Payload bytes sent to Redis and not yet answered", labels=["pid"]
+        for name, text, field in gauges:
+            gauge = GaugeMetricFamily(name, text, labels=["pid"])
+            for one in samples:
+                gauge.add_metric([str(one["pid"])], float(one[field]))
+            yield gauge
+        cpu = CounterMetricFamily(
+            "process_cpu_seconds", "CPU time of the process, user and system, seconds", labels=["pid"]
         )
-        in_flight.add_metric([self.pid], float(sum(link.in_flight_bytes() for link in runtime.links)))
-        yield in_flight
-        up = GaugeMetricFamily(
-            "ptg_redis_connections_up", "Engine connections to Redis that are up", labels=["pid"]
-        )
-        up.add_metric([self.pid], float(sum(link.connection is not None for link in runtime.links)))
-        yield up
+        for one in samples:
+            cpu.add_metric([str(one["pid"])], float(one["cpu_seconds"]))
+        yield cpu
+
+
+class MetricsShare:
+    """A worker's figures in Redis every SHARE_SECONDS (expiring after a few
+    missed), and the other workers' of the same host and port for a scrape."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        # One hash tag per host and port: on a cluster the keys share a slot.
+        self.prefix = f"{SHARE_KEY_PREFIX}{{{socket.gethostname()}:{runtime.config.port}}}:"
+        self.key = f"{self.prefix}{os.getpid()}"
+        self.peers: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._share_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self.runtime.control.delete(self.key)
+
+    async def _share_forever(self) -> None:
+        while True:
+            try:
+                await self.runtime.control.set(
+                    self.key, orjson.dumps(sample(self.runtime)), ex=int(5 * SHARE_SECONDS)
+                )
+            except (RedisError, OSError) as error:
+                log.debug("cannot share this worker's metrics: %s", error)
+            await asyncio.sleep(SHARE_SECONDS)
+
+    async def refresh(self) -> None:
+        """Read what the other workers shared (before a scrape is rendered)."""
+        control = self.runtime.control
+        try:
+            keys = [key async for key in control.scan_iter(match=self.prefix + "*", count=100)]
+            keys = [key for key in keys if key.decode() != self.key]
+            values = [await control.get(key) for key in keys]
+        except (RedisError, OSError) as error:
+            log.debug("cannot read the other workers' metrics: %s", error)
+            self.peers = []
+            return
+        self.peers = [orjson.loads(value) for value in values if value]
 
 
 class Metrics:
-    """The registry of one process: its runtime's metrics and its own CPU and memory."""
+    """The registry of one process."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, share: MetricsShare | None = None):
+        self.share = share
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(RuntimeCollector(runtime))
-        ProcessCollector(registry=self.registry)
+        self.registry.register(RuntimeCollector(runtime, share))
 
-    def render(self) -> bytes:
+    async def render(self) -> bytes:
+        if self.share is not None:
+            await self.share.refresh()
         return generate_latest(self.registry)

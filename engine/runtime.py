@@ -18,6 +18,7 @@ from engine.descriptors import DescriptorWatch
 from engine.durability import Durability
 from engine.maxlen import MaxLenCache
 from engine.memory import MemoryTrimmer
+from engine.metrics import MetricsShare
 from engine.redis.cluster import ClusterMap, is_cluster, with_redirect
 from engine.redis.connect import control_client, server_of
 from engine.redis.link import RedisAddress, RedisLink, describe
@@ -59,10 +60,14 @@ class Runtime:
     trimmer: MemoryTrimmer
     descriptors: DescriptorWatch
     cluster: ClusterMap | None  # the slot map of a Redis Cluster, kept true; None for one Redis
+    metrics_share: MetricsShare | None = None  # with --workers N: this worker's metrics for the others
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:
         self.ws_router = WebSocketRouter(self)
+        if self.config.workers > 1:
+            self.metrics_share = MetricsShare(self)
+            self.metrics_share.start()
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
@@ -150,6 +155,8 @@ class Runtime:
         return self.users.check(user, password)
 
     async def close(self) -> None:
+        if self.metrics_share is not None:
+            await self.metrics_share.stop()
         if self.cluster is not None:
             await self.cluster.close()
         await self.trimmer.stop()

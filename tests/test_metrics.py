@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
+from engine.metrics import SHARE_SECONDS
 from tests.conftest import EngineProcess
 
 
@@ -70,3 +72,30 @@ def test_metrics_need_no_token(engine: EngineProcess) -> None:
     response = httpx.get(f"{engine.base_url}/metrics")
     assert response.status_code == 200
     assert "# TYPE ptg_push_entries_total counter" in response.text
+
+
+async def test_a_scrape_covers_every_worker(redis_url: str, tmp_path: Path, sid: str) -> None:
+    engine = EngineProcess(
+        tmp_path / "workers", redis_url, ["--log-level", "warning", "--workers", "2"]
+    ).start()
+    try:
+        token = engine.token()
+        url = f"{engine.ws_url}/data/{sid}/push?token={token}&ack=true"
+        producers = [await websockets.connect(url) for _ in range(12)]
+        for producer in producers:
+            for _ in range(10):
+                await producer.send(b"entry")
+                await asyncio.wait_for(producer.recv(), 10)
+            await producer.close()
+        await asyncio.sleep(SHARE_SECONDS + 1)  # every worker shared its figures since
+        text = httpx.get(f"{engine.base_url}/metrics").text
+        entries = {
+            sample.labels["pid"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "ptg_push_entries_total"
+        }
+        assert len(entries) == 2  # one series per worker, whichever answered
+        assert sum(entries.values()) == 120
+    finally:
+        engine.stop()
