@@ -1,14 +1,22 @@
 # make services: build and run the engine as users of the original typed it.
+# make full:     the same behind HTTPS with production auth (see below).
 # make test:     install the test extras and run the whole suite (lint included).
 # Both work in .venv (created when missing), never in the system's Python.
 VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 PORT ?= 7890
 
-.PHONY: services runtime test build debug-build bench bench-save bench-check clean
+.PHONY: services full runtime test build debug-build bench bench-save bench-check clean
 
 services: runtime
 	$(PYTHON) -m engine serve --port $(PORT)
+
+# make full: the server as deployed: HTTPS/WSS (a self-signed certificate made
+# once into data/tls unless SSL_CERTFILE/SSL_KEYFILE are given), production
+# auth (add users with: python -m engine adduser NAME), metrics at /metrics.
+TLS = $(if $(SSL_CERTFILE),--ssl-certfile $(SSL_CERTFILE) --ssl-keyfile $(SSL_KEYFILE),--ssl-self-signed)
+full: runtime
+	$(PYTHON) -m engine serve --host 0.0.0.0 --port $(PORT) --auth production $(TLS)
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)

@@ -11,6 +11,7 @@ from engine import __version__
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import ConfigError, add_arguments, resolve
 from engine.redis.embedded import EmbeddedRedisError
+from engine.tls import SelfSignedError
 from engine.users import UsersFile
 
 COMMANDS = ("serve", "token", "adduser")
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(config)
-    except EmbeddedRedisError as error:
+    except (EmbeddedRedisError, SelfSignedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -145,6 +145,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ssl_certfile", None, "TLS certificate (PEM); with --ssl-keyfile enables HTTPS/WSS"),
     Option("ssl_keyfile", None, "TLS private key (PEM)"),
+    Option(
+        "ssl_self_signed",
+        False,
+        "serve HTTPS/WSS with a self-signed certificate made once into <data-dir>/tls (no --ssl-certfile needed)",
+        _switch,
+    ),
     Option("workers", 1, "engine processes sharing the port (SO_REUSEPORT)", _positive_int),
     Option(
         "log_level",
@@ -190,6 +196,7 @@ class Config:
     body_timeout: float = 10.0
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_self_signed: bool = False
     workers: int = 1
     log_level: str = "info"
     log_format: str = "plain"
@@ -279,6 +286,8 @@ def resolve(
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
     values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
+    if values["ssl_self_signed"] and values["ssl_certfile"]:
+        raise ConfigError("--ssl-self-signed or --ssl-certfile/--ssl-keyfile, not both")
     if bool(values["ssl_certfile"]) != bool(values["ssl_keyfile"]):
         raise ConfigError("--ssl-certfile and --ssl-keyfile must be given together")
     return Config(**values)

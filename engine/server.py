@@ -19,6 +19,7 @@ from engine.logs import logging_config
 from engine.redis.connect import wait_until_reachable
 from engine.redis.embedded import EmbeddedRedis, EmbeddedRedisError
 from engine.redis.link import describe
+from engine.tls import self_signed
 
 log = logging.getLogger("engine")
 
@@ -75,12 +76,16 @@ def _stop_self(reason: str) -> None:
 
 def run(config: Config) -> None:
     """Serve until SIGINT or SIGTERM; the embedded Redis (if any) stops after the engine.
-    Raises EmbeddedRedisError when the embedded Redis could not be kept running."""
+    Raises EmbeddedRedisError when the embedded Redis could not be kept running,
+    SelfSignedError when --ssl-self-signed could not make its certificate."""
     logging.config.dictConfig(logging_config(config.log_level, config.log_format, config.access_log))
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again
     # with the previous handler: make that handler unwind instead of killing.
     signal.signal(signal.SIGTERM, _raise_stopped)
     embedded: EmbeddedRedis | None = None
+    if config.ssl_self_signed:
+        cert, key = self_signed(config.data_dir)
+        config = replace(config, ssl_certfile=str(cert), ssl_keyfile=str(key), ssl_self_signed=False)
     try:
         if not config.redis_url:
             embedded = EmbeddedRedis(
@@ -91,6 +96,7 @@ def run(config: Config) -> None:
         wait_until_reachable(config.redis_url)
         if not config.secret:
             load_or_create_secret(config.data_dir)  # once, before any worker reads it
+
         export_to_environment(config)
         scheme = "https" if config.tls else "http"
         log.info(

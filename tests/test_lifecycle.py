@@ -204,3 +204,38 @@ def test_workers_die_with_their_supervisor_even_by_sigkill(tmp_path: Path) -> No
         assert again.answers_ping()
     finally:
         again.stop()
+
+
+def test_a_self_signed_certificate_is_made_once_and_served(tmp_path: Path, redis_url: str) -> None:
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    data = tmp_path / "data"
+    cert = data / "tls" / "self-signed.pem"
+    for start in ("first", "again"):
+        engine = EngineProcess(data, redis_url, ["--ssl-self-signed", "--log-level", "info"])
+        engine.start(wait=False)
+        try:
+            deadline = time.monotonic() + 20
+            while not cert.exists() or "Uvicorn running" not in engine.log():
+                assert (
+                    time.monotonic() < deadline
+                    and engine.process is not None
+                    and engine.process.poll() is None
+                ), engine.log()
+                time.sleep(0.1)
+            made = cert.read_bytes()
+            context = ssl.create_default_context(cafile=str(cert))
+            response = httpx.get(f"https://127.0.0.1:{engine.port}/ping", verify=context)
+            assert response.json() is True
+            said = engine.log().count("generated a self-signed certificate")
+            assert said == (1 if start == "first" else 0), engine.log()
+            if start == "first":
+                first = made
+            else:
+                assert made == first  # reused, not made again
+            assert oct((data / "tls" / "self-signed.key").stat().st_mode & 0o777) == "0o600"
+        finally:
+            engine.stop()
