@@ -28,7 +28,7 @@ async def down(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClien
     shards = Shards()
     if request.param == "disconnected reader":
         shards.set_reader(0, StreamReader())
-    runtime: Any = SimpleNamespace(signer=Signer(), shards=shards, config=Config())
+    runtime: Any = SimpleNamespace(signer=Signer(), shards=shards, config=Config(), metrics_share=None)
     transport = httpx.ASGITransport(app=create_app(runtime))
     headers = {"Authorization": "Bearer t"}
     async with httpx.AsyncClient(transport=transport, base_url="http://engine", headers=headers) as client:
