@@ -140,11 +140,13 @@ async def test_streams_resharded_under_acked_pushes_lose_nothing(
         assert missing == [] and twice == [], (producer.sid, missing[:10], twice, producer.closes)
     # The stream's follower saw every entry, before and after its slot moved.
     stored_ids = [entry_id.decode() for entry_id, _ in store.xrange(sids[0])]
-    got = await collect(follower, len(stored_ids), timeout=20)
-    assert [entry_id for _, entry_id, _ in got] == stored_ids
-    await follower.close()
-    store.close()
-    some_node.close()
+    try:
+        got = await collect(follower, len(stored_ids), timeout=20)
+        assert [entry_id for _, entry_id, _ in got] == stored_ids
+    finally:
+        await follower.close()
+        store.close()
+        some_node.close()
 
 
 async def test_a_killed_master_is_replaced_and_pushes_resume(

@@ -57,6 +57,8 @@ MOST_HOT_PER_NODE = 64
 RATE_SECONDS = 1.0
 # Every this many measures, whether the node still publishes keyspace events.
 CHECK_EVERY = 10
+# Seconds after its slot moved that a followed stream is read once a second.
+READS_AFTER_MOVE = 5
 # Channels per SUBSCRIBE command (a reconnect subscribes every one again).
 SUBSCRIBE_CHUNK = 1000
 # Notification flags: K (keyspace channels) and t (stream commands); A covers t.
@@ -116,7 +118,7 @@ class NodeFollow:
             # Few streams: the HotReader reads them all, and Redis publishes no
             # keyspace events, which would cost every XADD about a fifth more.
             self.hot.feeds.append(feed)
-            self._catch_up_soon([feed])
+            self.catch_up_soon([feed])
             return
         if self._listening is None:
             self._start_listener()
@@ -160,7 +162,7 @@ class NodeFollow:
                 self.hot.feeds.remove(feed)
         await self._catch_up(feeds)
 
-    def _catch_up_soon(self, feeds: list[PullFeed]) -> None:
+    def catch_up_soon(self, feeds: list[PullFeed]) -> None:
         self.spawn(self._catch_up(feeds))
 
     async def _catch_up(self, feeds: Iterable[PullFeed]) -> None:
@@ -206,7 +208,7 @@ class NodeFollow:
     def _retry_now(self) -> None:
         self._retry_timer = None
         feeds, self.retry = list(self.retry), set()
-        self._catch_up_soon(feeds)
+        self.catch_up_soon(feeds)
 
     # -- busy and quiet ----------------------------------------------------
 
@@ -338,7 +340,7 @@ class NodeFollow:
                 self.hot.feeds.append(feed)
         self.channels.clear()
         self.to_unsubscribe.clear()
-        self._catch_up_soon(list(self.feeds))
+        self.catch_up_soon(list(self.feeds))
 
     def _listener_changed(self, listener: KeyspaceListener | None) -> None:
         self.listener = listener
@@ -454,13 +456,30 @@ class PullHub:
 
     def remap(self) -> None:
         """Slots moved between nodes: each stream is followed on its node now
-        (subscribed there, and read once for what it missed on the way)."""
+        (subscribed there, and read once for what it missed on the way).
+        Moved streams are read again every second for a few seconds: while a
+        slot moves, nodes learn it at different moments, and a read sent in
+        between may be answered by the old node or refused."""
+        moved = []
         for feed in list(self._followed_on):
             node = self.nodes[self.shards.node_of_key(feed.key.key)]
             if self._followed_on[feed] is not node:
                 self._followed_on[feed].unfollow(feed)
                 self._followed_on[feed] = node
                 node.follow(feed)
+                moved.append(feed)
+        if moved and not self._closed:
+            loop = asyncio.get_running_loop()
+            for second in range(1, READS_AFTER_MOVE + 1):
+                loop.call_later(second, self._read_moved, moved)
+
+    def _read_moved(self, feeds: list[PullFeed]) -> None:
+        if self._closed:
+            return
+        for feed in feeds:
+            node = self._followed_on.get(feed)
+            if node is not None and not feed.closed:
+                node.catch_up_soon([feed])
 
     def _stop(self, feed: PullFeed) -> None:
         self._idle.pop(feed, None)
