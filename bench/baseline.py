@@ -130,28 +130,14 @@ def measure_baseline(
     try:
         if cluster:
             key = key + ":{tag}"
-        probe = run_redis_benchmark(
-            binary,
-            redis_url,
-            key,
-            entry_size,
-            max_len,
-            pipeline,
-            clients,
-            rounded(rate_hint * PROBE_SECONDS),
-            cluster,
-        )
-        return run_redis_benchmark(
-            binary,
-            redis_url,
-            key,
-            entry_size,
-            max_len,
-            pipeline,
-            clients,
-            rounded(probe.entries_per_s * seconds),
-            cluster,
-        )
+
+        def run(requests: int) -> BaselineResult:
+            return run_redis_benchmark(
+                binary, redis_url, key, entry_size, max_len, pipeline, clients, requests, cluster
+            )
+
+        probe = run(rounded(rate_hint * PROBE_SECONDS))
+        return run(rounded(probe.entries_per_s * seconds))
     finally:
         if cluster:
             drop_cluster_keys(redis_url, key.replace("{tag}", "*"))

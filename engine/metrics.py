@@ -179,7 +179,7 @@ class MetricsShare:
         try:
             keys = [key async for key in control.scan_iter(match=self.prefix + "*", count=100)]
             keys = [key for key in keys if key.decode() != self.key]
-            values = [await control.get(key) for key in keys]
+            values = await control.mget(keys) if keys else []
         except (RedisError, OSError) as error:
             log.debug("cannot read the other workers' metrics: %s", error)
             self.peers = []

@@ -15,12 +15,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 from hiredis import ReplyError
 
 from engine._core import RedisConnection, RedisPipe, Shards
-from engine.redis.link import CONNECT_ERRORS, RedisAddress, describe
+from engine.redis.link import CONNECT_ERRORS, RedisAddress, describe, url_at
 
 log = logging.getLogger("engine.redis")
 
@@ -43,14 +42,6 @@ class ClusterNode:
 
     address: RedisAddress
     ids: set[str] = field(default_factory=set)
-
-
-def node_url(seed_url: str, host: str, port: int) -> str:
-    """The URL of another node: the seed's scheme, credentials and options."""
-    parts = urlsplit(seed_url)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, "", parts.query, ""))
 
 
 async def _call(address: RedisAddress, *command: str) -> object:
@@ -97,7 +88,7 @@ async def read_slots(addresses: list[RedisAddress]) -> tuple[list[SlotRange], Re
         try:
             async with asyncio.timeout(2):
                 return parse_slots(await _call(address, "CLUSTER", "SLOTS")), address
-        except (*CONNECT_ERRORS, ConnectionError) as error:
+        except CONNECT_ERRORS as error:
             failure = error
     raise failure
 
@@ -161,7 +152,7 @@ class ClusterMap:
                     self.on_master_moved(index)
                 node.ids |= known
                 return index
-        address = RedisAddress(node_url(self.seed_url, host, port))
+        address = RedisAddress(url_at(self.seed_url, host, port))
         self.nodes.append(ClusterNode(address, known))
         index = self.shards.add_node() if len(self.nodes) > self.shards.nodes else len(self.nodes) - 1
         log.info("cluster node %d: master %s", index, describe(address.url))
@@ -189,7 +180,7 @@ class ClusterMap:
             waited = 0.0
             try:
                 ranges, _ = await read_slots([*self.addresses, *self.seeds])
-            except (*CONNECT_ERRORS, ConnectionError) as error:
+            except CONNECT_ERRORS as error:
                 log.warning("no node of the Redis Cluster answered CLUSTER SLOTS (%s)", error)
                 continue
             self.reads += 1

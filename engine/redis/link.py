@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from hiredis import ReplyError
 from redis.asyncio.connection import SSLConnection
@@ -63,13 +64,8 @@ class RedisAddress:
     def move_to(self, host: str, port: int) -> None:
         """Point at another TCP address (a cluster shard's new master); the next
         connection opened goes there."""
-        scheme, _, rest = self.url.partition("://")
-        credentials, at, _ = rest.partition("@")
-        query = rest.partition("?")[2]
         self.host, self.port = host, port
-        self.url = f"{scheme}://{credentials + at if at else ''}{host}:{port}" + (
-            f"?{query}" if query else ""
-        )
+        self.url = url_at(self.url, host, port)
 
     async def open(self, factory: Callable[[], Connection], name: str | None = None) -> Connection:
         """Connect ``factory()``, log in, select the database, name the connection
@@ -95,6 +91,15 @@ class RedisAddress:
             connection.close()
             raise
         return connection
+
+
+def url_at(url: str, host: str, port: int) -> str:
+    """``url`` (redis:// or rediss://) pointing at ``host:port``: the same scheme,
+    credentials and options."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, "", parts.query, ""))
 
 
 def client_name(role: str) -> str:
