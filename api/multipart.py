@@ -75,7 +75,9 @@ def _disposition(headers: bytes, number: int) -> tuple[str, str | None]:
     for line in headers.split(_CRLF):
         field, colon, value = line.partition(b":")
         if colon and field.strip().lower() == b"content-disposition":
-            kind, params = parse_options_header(value.strip())
+            # Only SP and HTAB are whitespace around a field value (RFC 9110 5.5);
+            # a form feed or vertical tab is part of the value.
+            kind, params = parse_options_header(value.strip(b" \t"))
             if kind != b"form-data" or b"name" not in params:
                 raise MultipartError(f"part {number}: Content-Disposition must be form-data with a name")
             filename = params.get(b"filename")

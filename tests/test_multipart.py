@@ -125,6 +125,18 @@ def test_hostile_bodies_never_crash_and_accepted_ones_agree(
         assert mine == theirs
 
 
+def test_only_spaces_and_tabs_are_trimmed_around_the_disposition() -> None:
+    """Found by the hostile-body test: a value ending in a form feed or a vertical
+    tab keeps it (RFC 9110 whitespace is SP and HTAB only), as python-multipart does."""
+    for value, filename in [
+        (b'form-data; name="a"; filename="00\x0c', '"00\x0c'),
+        (b'form-data; name="a"; filename=00 \x0b', "00 \x0b"),
+        (b' \tform-data; name="a"; filename="x"\t ', "x"),
+    ]:
+        body = b"--" + BOUNDARY + b"\r\nContent-Disposition: " + value + b"\r\n\r\nd\r\n--" + BOUNDARY + b"--"
+        assert ours(body) == reference(body, BOUNDARY) == [("a", filename, b"d")]
+
+
 def test_a_preamble_and_an_epilogue_are_ignored() -> None:
     body = b"preamble\r\n" + encode([("a", "f", b"data")]) + b"epilogue"
     assert ours(body) == [("a", "f", b"data")]
