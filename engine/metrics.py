@@ -51,6 +51,10 @@ COUNTERS = {
     "redis_replies": ("ptg_redis_replies", "Replies from Redis on the engine's fast connections"),
     "redis_errors": ("ptg_redis_errors", "Error replies from Redis"),
     "redis_reconnects": ("ptg_redis_reconnects", "Redis connections restored after they were lost"),
+    "redis_resends": (
+        "ptg_redis_resends",
+        "Commands a Redis Cluster redirected (MOVED, ASK) or refused for now (TRYAGAIN, CLUSTERDOWN), sent again",
+    ),
     "pull_steps": ("ptg_pull_steps", "Steps (header and entries) sent to pull sockets"),
     "pull_entries": ("ptg_pull_entries", "Entries sent to pull sockets"),
     "pull_bytes": ("ptg_pull_bytes", "Payload bytes sent to pull sockets"),

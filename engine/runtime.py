@@ -22,6 +22,7 @@ from engine.metrics import MetricsShare
 from engine.redis.cluster import ClusterMap, is_cluster, with_redirect
 from engine.redis.connect import control_client, server_of
 from engine.redis.link import RedisAddress, RedisLink, describe
+from engine.redis.resend import Resender
 from engine.redis.servers import ServerVersion
 from engine.store import StreamCatalog
 from engine.users import UsersFile, dev_login_ok
@@ -83,6 +84,7 @@ class Runtime:
         addresses = [address]
         if await is_cluster(address):
             cluster = ClusterMap(config.redis_url, shards)
+            cluster.resender = Resender(cluster, shards)
             await cluster.load()
             addresses = cluster.addresses
             log.info("Redis at %s is a cluster of %d masters", describe(config.redis_url), len(addresses))
@@ -206,7 +208,10 @@ def node_links(
         (reads, "read", shards.set_reader),
     ):
         if cluster is not None:
-            factory = with_redirect(factory, cluster.redirected)  # type: ignore[assignment]
+            # Ingest commands a node did not execute are sent again where they belong;
+            # a durable write is not (its barrier is the first node's).
+            resend = cluster.resender.resend if role == "ingest" and cluster.resender else None
+            factory = with_redirect(factory, cluster.redirected, resend)  # type: ignore[assignment]
         links.append(RedisLink(address, factory, role, functools.partial(publish, node), counters=counters))
     return links
 
@@ -234,3 +239,5 @@ def watch_cluster(
     cluster.on_master_moved = master_moved
     cluster.on_slots_moved = pulls.remap
     cluster.start()
+    if cluster.resender is not None:
+        cluster.resender.start()

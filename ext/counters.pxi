@@ -23,6 +23,7 @@ cdef class Counters:
     cdef public uint64_t redis_replies
     cdef public uint64_t redis_errors       # error replies
     cdef public uint64_t redis_reconnects   # counted by engine/redis/link.py
+    cdef public uint64_t redis_resends      # commands sent again after MOVED, ASK, TRYAGAIN, CLUSTERDOWN
     # Consumers
     cdef public uint64_t pull_steps
     cdef public uint64_t pull_entries
@@ -71,6 +72,7 @@ cdef class Counters:
             "redis_replies": self.redis_replies,
             "redis_errors": self.redis_errors,
             "redis_reconnects": self.redis_reconnects,
+            "redis_resends": self.redis_resends,
             "pull_steps": self.pull_steps,
             "pull_entries": self.pull_entries,
             "pull_bytes": self.pull_bytes,

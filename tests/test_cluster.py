@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from engine.launcher import EngineProcess
@@ -138,6 +140,8 @@ async def test_streams_resharded_under_acked_pushes_lose_nothing(
         assert len(producer.acked) > moved_at[producer.sid] > before[producer.sid]
         missing, twice = producer.check(store)
         assert missing == [] and twice == [], (producer.sid, missing[:10], twice, producer.closes)
+        # Refused XADDs were sent again on the new master: no producer had to reconnect.
+        assert producer.closes == []
     # The stream's follower saw every entry, before and after its slot moved.
     stored_ids = [entry_id.decode() for entry_id, _ in store.xrange(sids[0])]
     try:
@@ -147,6 +151,131 @@ async def test_streams_resharded_under_acked_pushes_lose_nothing(
         await follower.close()
         store.close()
         some_node.close()
+
+
+class PipelinedProducer:
+    """Pushes numbered entries with acks, up to WINDOW in flight, so that some are
+    always on their way when a slot changes hands."""
+
+    WINDOW = 64
+
+    def __init__(self, url: str):
+        self.url = url
+        self.sent = 0
+        self.acks: list[str] = []
+        self.running = True
+
+    async def run(self) -> None:
+        async with websockets.connect(self.url) as ws:
+            reading = asyncio.create_task(self._read_acks(ws))
+            while self.running:
+                if self.sent - len(self.acks) < self.WINDOW:
+                    await ws.send(b"%08d" % self.sent)
+                    self.sent += 1
+                    if self.sent % 16 == 0:
+                        await asyncio.sleep(0.001)
+                else:
+                    await asyncio.sleep(0.001)
+            while len(self.acks) < self.sent:
+                assert not reading.done(), reading.exception()
+                await asyncio.sleep(0.01)
+            reading.cancel()
+
+    async def _read_acks(self, ws: websockets.ClientConnection) -> None:
+        while True:
+            self.acks.append(str(await asyncio.wait_for(ws.recv(), 10)))
+
+
+def resends(engine: EngineProcess) -> float:
+    with urllib.request.urlopen(f"{engine.base_url}/metrics") as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "ptg_redis_resends_total"
+    )
+
+
+async def test_a_slot_moved_step_by_step_under_pipelined_pushes_closes_no_producer(
+    cluster: LocalCluster, cluster_engine: EngineProcess
+) -> None:
+    """The slot of a live stream migrates by hand: while MIGRATING (pushes go on
+    to the old master), after MIGRATE (the old master answers ASK), after SETSLOT
+    NODE (MOVED). The engine sends every refused XADD again where it belongs:
+    the producer is never closed, every entry is stored once, in the order sent,
+    under the id its ack gave."""
+    store = redis.RedisCluster.from_url(cluster.url)
+    sid = f"step-{uuid.uuid4().hex[:8]}"
+    source = cluster.master_of(sid)
+    target = next(port for port in cluster.master_ports() if port != source)
+    old, new = redis.Redis(port=source), redis.Redis(port=target)
+    slot = slot_of(old, sid)
+    source_id, target_id = node_id(source), node_id(target)
+    resends_before = resends(cluster_engine)
+    producer = PipelinedProducer(
+        f"{cluster_engine.ws_url}/data/{sid}/push?token={cluster_engine.token()}&ack=true"
+    )
+    task = asyncio.create_task(producer.run())
+    try:
+        await asyncio.sleep(0.5)
+        new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
+        old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+        await asyncio.sleep(0.3)
+        at_migrate = producer.sent
+        keys = old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)  # type: ignore[no-untyped-call]
+        old.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
+        await asyncio.sleep(0.5)
+        at_setslot = producer.sent
+        for port in (target, source, *[p for p in cluster.master_ports() if p not in (source, target)]):
+            redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+        await asyncio.sleep(0.7)
+    finally:
+        producer.running = False
+        await asyncio.wait_for(task, 20)
+    assert producer.sent > at_setslot > at_migrate > 0
+    assert cluster.master_of(sid) == target
+    stored = store.xrange(sid)
+    assert [int(fields[b"d"]) for _, fields in stored] == list(range(producer.sent))
+    assert [entry_id.decode() for entry_id, _ in stored] == producer.acks
+    assert resends(cluster_engine) > resends_before  # the engine did resend (ASK, MOVED)
+    for client in (store, old, new):
+        client.close()
+
+
+async def test_pushes_wait_out_a_slot_that_no_master_serves(
+    cluster: LocalCluster, cluster_engine: EngineProcess
+) -> None:
+    """A stream's slot is taken from its master for half a second: the master
+    answers CLUSTERDOWN, and the engine tries the refused XADDs again until the
+    slot is served, in order, without closing the producer."""
+    store = redis.RedisCluster.from_url(cluster.url)
+    sid = f"down-{uuid.uuid4().hex[:8]}"
+    owner = redis.Redis(port=cluster.master_of(sid))
+    slot = slot_of(owner, sid)
+    resends_before = resends(cluster_engine)
+    producer = PipelinedProducer(
+        f"{cluster_engine.ws_url}/data/{sid}/push?token={cluster_engine.token()}&ack=true"
+    )
+    task = asyncio.create_task(producer.run())
+    try:
+        await asyncio.sleep(0.3)
+        owner.execute_command("CLUSTER", "DELSLOTS", slot)  # type: ignore[no-untyped-call]
+        acked_when_taken = len(producer.acks)
+        await asyncio.sleep(0.5)
+        owner.execute_command("CLUSTER", "ADDSLOTS", slot)  # type: ignore[no-untyped-call]
+        await asyncio.sleep(0.5)
+    finally:
+        producer.running = False
+        await asyncio.wait_for(task, 20)
+    cluster.wait_until_ok()
+    assert len(producer.acks) > acked_when_taken + producer.WINDOW
+    stored = store.xrange(sid)
+    assert [int(fields[b"d"]) for _, fields in stored] == list(range(producer.sent))
+    assert [entry_id.decode() for entry_id, _ in stored] == producer.acks
+    assert resends(cluster_engine) > resends_before
+    store.close()
+    owner.close()
 
 
 async def test_a_killed_master_is_replaced_and_pushes_resume(

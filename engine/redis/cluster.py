@@ -15,11 +15,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hiredis import ReplyError
 
-from engine._core import RedisConnection, RedisPipe, Shards
+from engine._core import RedisConnection, RedisPipe, ResendHandle, Shards
 from engine.redis.link import CONNECT_ERRORS, RedisAddress, describe, url_at
+
+if TYPE_CHECKING:
+    from engine.redis.resend import Resender
 
 log = logging.getLogger("engine.redis")
 
@@ -111,6 +115,8 @@ class ClusterMap:
         self.on_master_moved: Callable[[int], object] = lambda node: None
         self.on_slots_moved: Callable[[], object] = lambda: None
         self.reads = 0
+        # Sends again what a node did not execute (set up by the runtime).
+        self.resender: Resender | None = None
         self._placed: list[tuple[int, int, int]] = []
         self._task: asyncio.Task[None] | None = None
         self._again = False
@@ -192,16 +198,24 @@ class ClusterMap:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.resender is not None:
+            await self.resender.close()
 
 
 def with_redirect(
-    factory: Callable[[], RedisConnection], on_redirect: Callable[[ReplyError], object]
+    factory: Callable[[], RedisConnection],
+    on_redirect: Callable[[ReplyError], object],
+    on_resend: Callable[[ReplyError, bytes, ResendHandle], object] | None = None,
 ) -> Callable[[], RedisConnection]:
-    """``factory`` whose connections report MOVED and ASK replies to ``on_redirect``."""
+    """``factory`` whose connections report MOVED and ASK replies to ``on_redirect``
+    and, with ``on_resend``, keep what they write to have it sent again."""
 
     def make() -> RedisConnection:
         connection = factory()
         connection.on_redirect = on_redirect
+        if on_resend is not None:
+            connection.keeps_sent = True
+            connection.on_resend = on_resend
         return connection
 
     return make

@@ -87,6 +87,43 @@ cdef class RedisRequest:
     cdef bint wait_local
     cdef int wait_replicas
     cdef bint is_barrier            # a WAITAOF/WAIT of the connection itself
+    # A Redis Cluster's redirects: replies being asked for again on another node
+    # (the request completes once they are answered), and whether this request
+    # is such a resend itself (its own redirects go back to the resender).
+    cdef Py_ssize_t resending
+    cdef bint no_resend
+    cdef bint finished              # completed or failed: later outcomes are ignored
+
+
+@cython.final
+cdef class _SentBatch:
+    """What one flush wrote, kept until every command of it is answered."""
+
+    cdef bytes framed
+    cdef Py_ssize_t commands
+    cdef list bounds                # each command's offsets, found when one is resent
+
+
+@cython.final
+cdef class ResendHandle:
+    """One command a cluster node redirected or refused for now, being sent again
+    elsewhere: ``answer(reply)`` with the reply it got there, or ``fail(reason)``.
+    Only the first call counts."""
+
+    cdef RedisConnection connection
+    cdef RedisRequest request
+    cdef Py_ssize_t index
+    cdef bint used
+
+    def answer(self, reply):
+        if not self.used:
+            self.used = True
+            self.connection._resend_answered(self.request, self.index, reply)
+
+    def fail(self, str reason):
+        if not self.used:
+            self.used = True
+            self.connection._resend_failed(self.request, reason)
 
 
 cdef class RedisOwner:
@@ -177,6 +214,13 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     cdef str lost_reason
     cdef public object on_lost        # callable(reason: str) or None
     cdef public object on_redirect    # callable(error: ReplyError) or None: a cluster's MOVED or ASK
+    # On a cluster, what was written is kept until answered, so that a command
+    # told MOVED, ASK, TRYAGAIN or CLUSTERDOWN (not executed) can be sent again
+    # by on_resend(error, command bytes, ResendHandle) instead of failing.
+    cdef public bint keeps_sent
+    cdef public object on_resend
+    cdef object sent                  # deque[_SentBatch]
+    cdef Py_ssize_t sent_answered     # replies received for sent[0]
     cdef RespWriter writer
     cdef object pending               # deque[RedisRequest]
     cdef RedisRequest open            # the request being framed, not queued yet
@@ -207,6 +251,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         self.on_lost = on_lost
         self.writer = RespWriter(by_reference_threshold)
         self.pending = deque()
+        self.sent = deque()
         self.done_owners = []
         self.fd = -1
         self.high_water = high_water
@@ -243,6 +288,8 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         self.lost_reason = reason
         self.end_request()
         self.writer.reset()
+        self.sent.clear()
+        self.sent_answered = 0
         pending, self.pending = self.pending, deque()
         awaiting, self.awaiting_barrier = self.awaiting_barrier, []
         self.barrier_local, self.barrier_replicas = False, 0
@@ -299,18 +346,24 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     cdef int deliver(self, object reply) except -1:
         """One reply arrived: it answers the oldest request."""
         cdef RedisRequest request
+        cdef bytes command = None
         if not self.pending:
             raise RedisProtocolError("Redis sent a reply nobody asked for")
         request = <RedisRequest>self.pending[0]
+        if self.keeps_sent:
+            command = self._answered_command(type(reply) is ReplyError)
         self.counters.redis_replies += 1
         if type(reply) is ReplyError:
             self.counters.redis_errors += 1
-            request.errors += 1
-            if request.error is None:
-                request.error = reply
             if self.on_redirect is not None and is_redirect(reply):
                 # The slot is served elsewhere now: the command was not executed.
                 self.on_redirect(reply)
+            if command is not None and is_retryable(reply) and self._resend(request, reply, command):
+                reply = None  # in its place until the command is answered elsewhere
+            else:
+                request.errors += 1
+                if request.error is None:
+                    request.error = reply
         if request.replies is not None:
             request.replies.append(reply)
         request.reply = reply
@@ -323,10 +376,92 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
                     self._update_overload()
             if request.is_barrier:
                 self._barrier_done(request)
+            elif request.resending:
+                pass  # completed when the last command sent elsewhere is answered
             elif request.wait_local or request.wait_replicas:
                 self.awaiting_barrier.append(request)
             else:
                 self._complete(request)
+        return 0
+
+    # -- a cluster's redirects ---------------------------------------------
+
+    cdef int _keep_sent(self) except -1:
+        cdef _SentBatch batch = _SentBatch.__new__(_SentBatch)
+        batch.framed = self.writer.rest_after(0)
+        batch.commands = self.writer.commands()
+        self.sent.append(batch)
+        return 0
+
+    cdef bytes _answered_command(self, bint wanted):
+        """The next reply answers the oldest kept command: forget it, and return
+        its bytes when ``wanted``."""
+        cdef _SentBatch batch
+        cdef Py_ssize_t position = self.sent_answered
+        if not self.sent:
+            return None  # written before keeps_sent was set
+        batch = <_SentBatch>self.sent[0]
+        self.sent_answered += 1
+        if self.sent_answered == batch.commands:
+            self.sent.popleft()
+            self.sent_answered = 0
+        if not wanted:
+            return None
+        if batch.bounds is None:
+            batch.bounds = resp_command_bounds(batch.framed)
+        return batch.framed[<Py_ssize_t>batch.bounds[position]:<Py_ssize_t>batch.bounds[position + 1]]
+
+    cdef bint _resend(self, RedisRequest request, object error, bytes command) except -1:
+        """Hand ``command`` (told ``error``) to on_resend; whether it took it. Writes
+        that wait for a barrier are not resent: the barrier is this node's."""
+        cdef ResendHandle handle
+        if (self.on_resend is None or request.no_resend or request.is_barrier
+                or request.wait_local or request.wait_replicas):
+            return False
+        handle = ResendHandle.__new__(ResendHandle)
+        handle.connection = self
+        handle.request = request
+        handle.index = request.received
+        try:
+            self.on_resend(error, command, handle)
+        except Exception:
+            _redis_log.exception("cannot send a redirected command again")
+            return False
+        request.resending += 1
+        self.counters.redis_resends += 1
+        # Its owner sends nothing new meanwhile: that could be stored before it.
+        self._hold_for_resend(request.owner, True)
+        return True
+
+    cdef int _hold_for_resend(self, RedisOwner owner, bint held) except -1:
+        try:
+            owner.set_held(held)
+        except Exception:
+            _redis_log.exception("error pausing or resuming %r", owner)
+        return 0
+
+    cdef int _resend_answered(self, RedisRequest request, Py_ssize_t index, object reply) except -1:
+        self._hold_for_resend(request.owner, False)
+        if request.finished:
+            return 0
+        if request.replies is not None:
+            request.replies[index] = reply
+        if index == request.expected - 1:
+            request.reply = reply
+        if type(reply) is ReplyError:
+            request.errors += 1
+            if request.error is None:
+                request.error = reply
+        request.resending -= 1
+        if request.resending == 0 and request.received == request.expected:
+            self._complete(request)
+            self._after_replies()
+        return 0
+
+    cdef int _resend_failed(self, RedisRequest request, str reason) except -1:
+        self._hold_for_resend(request.owner, False)
+        if not request.finished:
+            self._fail(request, reason)
         return 0
 
     cdef int _barrier_done(self, RedisRequest barrier) except -1:
@@ -358,6 +493,9 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
 
     cdef int _complete(self, RedisRequest request) except -1:
         cdef RedisOwner owner = request.owner
+        if request.finished:
+            return 0
+        request.finished = True
         if not self.done_owners or self.done_owners[len(self.done_owners) - 1] is not owner:
             self.done_owners.append(owner)
         try:
@@ -368,6 +506,9 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         return 0
 
     cdef int _fail(self, RedisRequest request, str reason) except -1:
+        if request.finished:
+            return 0
+        request.finished = True
         try:
             request.owner.request_failed(request, reason)
         except Exception as error:
@@ -469,6 +610,8 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         if not self.connected:
             writer.reset()
             return 0
+        if self.keeps_sent:
+            self._keep_sent()
         if self.fd >= 0 and self.transport.get_write_buffer_size() == 0:
             needed = writer.vector_count()
             if needed > self.vectors_capacity:
@@ -535,6 +678,23 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         """Send one command now; returns a future of its reply (an error reply raises)."""
         cdef FutureOwner owner = FutureOwner.expecting(1, True, True)
         self.command(self.open_request(owner, False, False), arguments)
+        self.flush()
+        return owner.future
+
+    def send_raw(self, commands, Py_ssize_t count):
+        """Send ``count`` commands framed already (bytes-like); returns a future of
+        the list of their replies, error replies in it (not raised). Its own
+        redirects are not resent: they are the caller's to handle."""
+        cdef FutureOwner owner = FutureOwner.expecting(1, False, True)
+        cdef RedisRequest request = self.open_request(owner, True, False)
+        cdef Py_buffer view
+        request.no_resend = True
+        PyObject_GetBuffer(commands, &view, PyBUF_SIMPLE)
+        try:
+            self.writer.append_raw(<const char*>view.buf, view.len, count)
+        finally:
+            PyBuffer_Release(&view)
+        request.expected += count
         self.flush()
         return owner.future
 

@@ -140,6 +140,13 @@ cdef class Shards:
         """The read connection of ``key``, or None while its node is down."""
         return self.reader_for(key)
 
+    def pipe_for_node(self, Py_ssize_t node):
+        """The ingest connection of ``node``, or None while it is down."""
+        cdef object pipe = self.pipes[node]
+        if pipe is None or not (<RedisPipe>pipe).connected:
+            return None
+        return pipe
+
     def reader_for_node(self, Py_ssize_t node):
         """The read connection of ``node``, or None while it is down."""
         cdef object reader = self.readers[node]

@@ -347,6 +347,17 @@ cdef class RespWriter:
                 PyBuffer_Release(&view)
         self._command_count += 1
 
+    cdef int append_raw(self, const char* data, Py_ssize_t length, Py_ssize_t commands) except -1:
+        """Append ``commands`` commands already framed (``data``, copied)."""
+        self._reserve(length)
+        memcpy(self._buffer + self._length, data, <size_t>length)
+        self._length += length
+        self._command_count += commands
+        return 0
+
+    cdef inline Py_ssize_t commands(self) noexcept:
+        return self._command_count
+
     def take(self):
         """Return the framed chunks (a list for ``writelines``) and start afresh."""
         cdef list chunks = self._chunks()
@@ -362,3 +373,35 @@ cdef class RespWriter:
     def command_count(self):
         """Commands framed since the last ``take()``."""
         return self._command_count
+
+
+def resp_command_bounds(const unsigned char[:] framed):
+    """Where each command of ``framed`` (RESP arrays of bulk strings, as a
+    RespWriter frames them) starts, and where the last one ends: n + 1 offsets.
+    Raises ValueError for bytes that are not such commands."""
+    cdef Py_ssize_t position = 0, size = framed.shape[0], count, length, i
+    cdef list bounds = [0]
+    while position < size:
+        count, position = _resp_length(framed, position, b'*')
+        for i in range(count):
+            length, position = _resp_length(framed, position, b'$')
+            position += length + 2
+            if position > size:
+                raise ValueError("a framed command is cut short")
+        bounds.append(position)
+    return bounds
+
+
+cdef (Py_ssize_t, Py_ssize_t) _resp_length(const unsigned char[:] framed, Py_ssize_t position,
+                                           unsigned char kind) except *:
+    """The decimal after ``kind`` at ``position``, and where what follows its CRLF starts."""
+    cdef Py_ssize_t value = 0, size = framed.shape[0]
+    if position >= size or framed[position] != kind:
+        raise ValueError(f"expected {chr(kind)!r} at byte {position} of framed commands")
+    position += 1
+    while position < size and 48 <= framed[position] <= 57:
+        value = value * 10 + framed[position] - 48
+        position += 1
+    if position + 1 >= size or framed[position] != 13 or framed[position + 1] != 10:
+        raise ValueError(f"a malformed length at byte {position} of framed commands")
+    return value, position + 2
