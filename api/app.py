@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route
 from api import data, docs, metrics, mjpeg, streams, token, ui, upload
 from api.errors import EXCEPTION_HANDLERS
 from api.limits import BodyDeadline
+from api.request_metrics import RequestMetrics
 from engine.metrics import Metrics
 from engine.runtime import Runtime
 
@@ -41,6 +42,7 @@ def create_app(runtime: Runtime) -> Starlette:
         routes=ROUTES,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            Middleware(RequestMetrics, stats=runtime.http_stats),
             Middleware(BodyDeadline, grace=runtime.config.body_timeout),
             Middleware(
                 CORSMiddleware,

@@ -13,16 +13,17 @@ SHARE_SECONDS ago.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
@@ -65,6 +66,48 @@ COUNTERS = {
 }
 
 
+# Upper bounds (seconds) of the HTTP request duration buckets.
+HTTP_DURATION_LE = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Requests that matched no route share one label: a scanner cannot grow the series.
+UNMATCHED_ROUTE = "unmatched"
+
+
+class RequestStats:
+    """This process's HTTP requests: a count by route template, method and status,
+    and a duration histogram by route and method. One dict update per request."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str], int] = {}
+        # (route, method) -> [count per bucket (one more: above the last), sum of seconds]
+        self.durations: dict[tuple[str, str], list[float]] = {}
+
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, str(status))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        histogram = self.durations.get((route, method))
+        if histogram is None:
+            histogram = self.durations[(route, method)] = [0.0] * (len(HTTP_DURATION_LE) + 2)
+        histogram[bisect.bisect_left(HTTP_DURATION_LE, seconds)] += 1
+        histogram[-1] += seconds
+
+    def as_data(self) -> dict[str, list[list[Any]]]:
+        """Plain lists, as a worker shares them."""
+        return {
+            "requests": [[*key, count] for key, count in self.requests.items()],
+            "durations": [[*key, histogram] for key, histogram in self.durations.items()],
+        }
+
+
+def histogram_buckets(bounds: Iterable[float], counts: list[float]) -> list[tuple[str, float]]:
+    """Prometheus' cumulative buckets from per-bucket ``counts`` (one more than
+    ``bounds``: above the last)."""
+    buckets, total = [], 0.0
+    for bound, count in zip([*bounds, float("inf")], counts, strict=False):
+        total += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), total))
+    return buckets
+
+
 def resident_bytes() -> int:
     try:
         with open("/proc/self/statm") as statm:
@@ -88,6 +131,8 @@ def sample(runtime: Runtime) -> dict[str, Any]:
         "redis_connections_up": sum(link.connection is not None for link in runtime.links),
         "cpu_seconds": times.user + times.system,
         "resident_bytes": resident_bytes(),
+        "ack_latency": snapshot["ack_latency"],
+        "http": runtime.http_stats.as_data(),
     }
 
 
@@ -143,6 +188,41 @@ class RuntimeCollector(Collector):
         for one in samples:
             cpu.add_metric([str(one["pid"])], float(one["cpu_seconds"]))
         yield cpu
+        acks = HistogramMetricFamily(
+            "ptg_push_ack_latency_seconds",
+            "From a producer's message arriving to its ack being written, seconds",
+            labels=["pid"],
+        )
+        for one in samples:
+            latency = one["ack_latency"]
+            acks.add_metric(
+                [str(one["pid"])], histogram_buckets(latency["le"], latency["counts"]), latency["sum"]
+            )
+        yield acks
+        yield from http_families(samples)
+
+
+def http_families(samples: list[dict[str, Any]]) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "ptg_http_requests",
+        f"HTTP requests by route template ({UNMATCHED_ROUTE}: no route), method and status",
+        labels=["pid", "route", "method", "status"],
+    )
+    durations = HistogramMetricFamily(
+        "ptg_http_request_duration_seconds",
+        "HTTP request durations by route template and method, until the response is sent, seconds",
+        labels=["pid", "route", "method"],
+    )
+    for one in samples:
+        pid = str(one["pid"])
+        for route, method, status, count in one["http"]["requests"]:
+            requests.add_metric([pid, route, method, status], float(count))
+        for route, method, histogram in one["http"]["durations"]:
+            durations.add_metric(
+                [pid, route, method], histogram_buckets(HTTP_DURATION_LE, histogram[:-1]), histogram[-1]
+            )
+    yield requests
+    yield durations
 
 
 class MetricsShare:

@@ -18,7 +18,7 @@ from engine.descriptors import DescriptorWatch
 from engine.durability import Durability
 from engine.maxlen import MaxLenCache
 from engine.memory import MemoryTrimmer
-from engine.metrics import MetricsShare
+from engine.metrics import MetricsShare, RequestStats
 from engine.redis.cluster import ClusterMap, is_cluster, with_redirect
 from engine.redis.connect import control_client, server_of
 from engine.redis.link import RedisAddress, RedisLink, describe
@@ -62,6 +62,7 @@ class Runtime:
     descriptors: DescriptorWatch
     cluster: ClusterMap | None  # the slot map of a Redis Cluster, kept true; None for one Redis
     metrics_share: MetricsShare | None = None  # with --workers N: this worker's metrics for the others
+    http_stats: RequestStats = field(default_factory=RequestStats)  # for /metrics
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII, PyU
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint64_t, UINT64_MAX
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.uio cimport iovec
 from picows.picows cimport WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
@@ -33,3 +34,9 @@ cdef enum:
     MAX_CLOSE_REASON_BYTES = 123
     # Linux's IOV_MAX: buffers one writev takes.
     IOV_PER_WRITE = 1024
+
+
+cdef inline double monotonic() noexcept nogil:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9

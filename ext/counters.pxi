@@ -7,6 +7,13 @@
 cdef enum:
     CLOSE_CODE_FIRST = 1000
     CLOSE_CODE_SLOTS = 16           # 1000..1015; every other code shares one more slot
+    ACK_LATENCY_BOUNDS = 16
+
+# Upper bounds (seconds) of the push-to-ack latency buckets; one more bucket
+# counts what is slower than the last.
+cdef double ACK_LATENCY_LE[ACK_LATENCY_BOUNDS]
+ACK_LATENCY_LE[:] = [
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 
 
 @cython.final
@@ -37,6 +44,16 @@ cdef class Counters:
     cdef public int64_t pull_sockets
     cdef public int64_t sockets_peak        # the most open at once since it was last reset
     cdef uint64_t closes[CLOSE_CODE_SLOTS + 1]
+    # Producer message arrived -> its ack written: a histogram kept in C.
+    cdef uint64_t ack_latency_counts[ACK_LATENCY_BOUNDS + 1]
+    cdef double ack_latency_sum
+
+    cdef inline void count_ack_latency(self, double seconds, uint64_t acks) noexcept:
+        cdef int bucket = 0
+        while bucket < ACK_LATENCY_BOUNDS and seconds > ACK_LATENCY_LE[bucket]:
+            bucket += 1
+        self.ack_latency_counts[bucket] += acks
+        self.ack_latency_sum += seconds * acks
 
     cdef inline void socket_opened(self, bint push) noexcept:
         if push:
@@ -56,8 +73,14 @@ cdef class Counters:
         """Count a close sent with ``code`` (for closes made in Python)."""
         self.count_close(code)
 
+    def record_ack_latency(self, double seconds, uint64_t acks=1):
+        """Count ``acks`` acks written ``seconds`` after their message arrived."""
+        self.count_ack_latency(seconds, acks)
+
     def snapshot(self):
-        """Every counter by name; ``closes`` maps close codes (0: any other) to counts."""
+        """Every counter by name; ``closes`` maps close codes (0: any other) to
+        counts; ``ack_latency`` has the buckets' upper bounds (``le``), the count
+        in each (one more: above the last bound) and the sum of seconds."""
         cdef int slot
         closes = {}
         for slot in range(CLOSE_CODE_SLOTS + 1):
@@ -84,4 +107,9 @@ cdef class Counters:
             "pull_sockets": self.pull_sockets,
             "sockets_peak": self.sockets_peak,
             "closes": closes,
+            "ack_latency": {
+                "le": [ACK_LATENCY_LE[slot] for slot in range(ACK_LATENCY_BOUNDS)],
+                "counts": [self.ack_latency_counts[slot] for slot in range(ACK_LATENCY_BOUNDS + 1)],
+                "sum": self.ack_latency_sum,
+            },
         }

@@ -66,6 +66,57 @@ async def test_counters_move_by_what_was_pushed_and_refused(
     assert moved(before, after, "ptg_sockets", kind="push") == 0
     assert after[("ptg_redis_connections_up", ())] >= 3
     assert after[("process_resident_memory_bytes", ())] > 0
+    # One acked message (the batch): one ack latency sample, within the test's time.
+    assert moved(before, after, "ptg_push_ack_latency_seconds_count") == 1
+    assert moved(before, after, "ptg_push_ack_latency_seconds_bucket", le="+Inf") == 1
+    assert 0 < moved(before, after, "ptg_push_ack_latency_seconds_sum") < 10
+
+
+async def test_every_acked_single_message_has_its_latency_counted(
+    engine: EngineProcess, token: str, sid: str
+) -> None:
+    before = scrape(engine)
+    async with websockets.connect(f"{engine.ws_url}/data/{sid}/push?token={token}&ack=true") as producer:
+        for number in range(25):
+            await producer.send(b"%d" % number)
+        for _ in range(25):
+            await asyncio.wait_for(producer.recv(), 10)
+    after = scrape(engine)
+    assert moved(before, after, "ptg_push_ack_latency_seconds_count") == 25
+    buckets = [
+        (float(labels[0][1]), value - before.get((name, labels), 0.0))
+        for (name, labels), value in after.items()
+        if name == "ptg_push_ack_latency_seconds_bucket"
+    ]
+    counts = [count for _, count in sorted(buckets)]
+    assert counts == sorted(counts) and counts[-1] == 25  # cumulative, ending with every ack
+
+
+def test_http_requests_are_counted_by_route_not_path(engine: EngineProcess, token: str, sid: str) -> None:
+    before = scrape(engine)
+    auth = {"Authorization": f"Bearer {token}"}
+    for other in (sid, sid + "-2"):
+        assert (
+            httpx.post(
+                f"{engine.base_url}/data/{other}", files={"entry": (other, b"x")}, headers=auth
+            ).status_code
+            == 200
+        )
+        assert httpx.get(f"{engine.base_url}/data/{other}", headers=auth).status_code == 200
+    assert httpx.get(f"{engine.base_url}/data/{sid}").status_code == 401
+    assert httpx.get(f"{engine.base_url}/no/such/{sid}").status_code == 404
+    after = scrape(engine)
+    data = "/data/{sid:path}"
+    assert moved(before, after, "ptg_http_requests_total", route=data, method="POST", status="200") == 2
+    assert moved(before, after, "ptg_http_requests_total", route=data, method="GET", status="200") == 2
+    assert moved(before, after, "ptg_http_requests_total", route=data, method="GET", status="401") == 1
+    assert moved(before, after, "ptg_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert moved(before, after, "ptg_http_request_duration_seconds_count", route=data, method="GET") == 3
+    assert (
+        moved(before, after, "ptg_http_request_duration_seconds_bucket", route=data, method="GET", le="10.0")
+        == 3
+    )
+    assert not any(sid in str(labels) for _, labels in after)  # no stream id in any label
 
 
 def test_metrics_need_no_token(engine: EngineProcess) -> None:

@@ -16,8 +16,6 @@
 #       sansio/step_frames.pxi, io/vectored_write.pxi, io/redis_connection.pxi,
 #       io/pull_feed.pxi
 
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-
 
 # A socket catching up from Redis reads this many entries (or `count`) at once,
 # fewer when entries are large (PULL_READ_BYTES).
@@ -48,12 +46,6 @@ cdef struct Selection:      # what one step takes from one stream
     Py_ssize_t start        # index into the ring's list or the pending list
     Py_ssize_t count
     bint from_pending
-
-
-cdef inline double monotonic() noexcept nogil:
-    cdef timespec now
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return now.tv_sec + now.tv_nsec * 1e-9
 
 
 @cython.final

@@ -78,6 +78,7 @@ cdef class PushMessage:
     cdef Py_ssize_t entries
     cdef Py_ssize_t stored          # entries Redis confirmed, in the parts answered
     cdef Py_ssize_t nbytes
+    cdef double arrived_at          # monotonic seconds, for the push-to-ack latency
     cdef bint done
     cdef object error               # the first error reply of any part
     cdef str failure                # a part's connection was lost
@@ -428,6 +429,8 @@ cdef class PushSession(WSListener):
         cdef PushMessage message = PushMessage.__new__(PushMessage)
         message.parts_left = parts
         message.part_replies = [None] * parts
+        if self.ack:
+            message.arrived_at = monotonic()
         self.in_flight.append(message)
         return message
 
@@ -505,6 +508,9 @@ cdef class PushSession(WSListener):
             else:
                 for entry_id in message.part_replies[0]:
                     self._queue_ack(entry_id)
+            # Written in this same turn (send_acks, after this read of replies).
+            self.counters.count_ack_latency(monotonic() - message.arrived_at,
+                                            message.entries if not self.batch_mode else 1)
         return 0
 
     cdef int _queue_ack(self, bytes text) except -1:
