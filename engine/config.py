@@ -73,6 +73,33 @@ def _durability(value: str) -> str:
     return str(Durability.parse(value))
 
 
+def _redis_url(value: str) -> str:
+    """One Redis URL, or the comma-separated seeds of one Redis Cluster: each must
+    be a URL redis-py reads. Kept as given (empty: the embedded Redis)."""
+    from urllib.parse import urlsplit
+
+    from redis.connection import parse_url
+
+    from engine.redis.link import describe, seed_urls
+
+    if not value:
+        return value
+    urls = seed_urls(value)
+    for number, url in enumerate(urls, 1):
+        where = f"URL {number} ({describe(url)})" if len(urls) > 1 else describe(url)
+        # redis://h1:6379,h2:6379 is a form other clients take; here each seed is a URL.
+        if "," in urlsplit(url).netloc:
+            raise ValueError(
+                f"{where}: a comma in the host; several seeds are written "
+                "redis://host1:6379,redis://host2:6379"
+            )
+        try:
+            parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+    return value
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0 or number == float("inf"):
@@ -100,9 +127,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "redis_url",
         None,
-        "Redis to use (redis://, rediss://, unix://); none: start a private "
+        "Redis to use (redis://, rediss://, unix://), or several comma-separated URLs: "
+        "seeds of one Redis Cluster, the first that answers is used; none: start a private "
         "redis-server inside the data dir and stop it on exit",
+        _redis_url,
         extra_env=("REDIS_URL",),
+    ),
+    Option(
+        "redis_cluster",
+        False,
+        "refuse to start unless --redis-url is a node of a Redis Cluster",
+        _switch,
     ),
     Option("data_dir", "./data", "directory for the embedded Redis, the token secret and users"),
     Option(
@@ -184,6 +219,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 7890
     redis_url: str | None = None
+    redis_cluster: bool = False
     data_dir: Path = field(default_factory=lambda: Path("./data"))
     redis_server: str | None = None
     auth: str = "dev"
@@ -286,6 +322,8 @@ def resolve(
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
     values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
+    if values["redis_cluster"] and not values["redis_url"]:
+        raise ConfigError("--redis-cluster needs --redis-url: the embedded Redis is not a cluster")
     if values["ssl_self_signed"] and values["ssl_certfile"]:
         raise ConfigError("--ssl-self-signed or --ssl-certfile/--ssl-keyfile, not both")
     if bool(values["ssl_certfile"]) != bool(values["ssl_keyfile"]):

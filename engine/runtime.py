@@ -20,8 +20,8 @@ from engine.maxlen import MaxLenCache
 from engine.memory import MemoryTrimmer
 from engine.metrics import MetricsShare, RequestStats
 from engine.redis.cluster import ClusterMap, is_cluster, with_redirect
-from engine.redis.connect import control_client, server_of
-from engine.redis.link import RedisAddress, RedisLink, describe
+from engine.redis.connect import control_client, first_answering, server_of
+from engine.redis.link import RedisAddress, RedisLink, describe, seed_urls
 from engine.redis.resend import Resender
 from engine.redis.servers import ServerVersion
 from engine.store import StreamCatalog
@@ -73,29 +73,40 @@ class Runtime:
 
     @classmethod
     async def open(cls, config: Config) -> Runtime:
-        """Connect to Redis (``config.redis_url``) and build everything a process serves with."""
+        """Connect to Redis (``config.redis_url``: one URL, or seeds of one Redis
+        Cluster) and build everything a process serves with. Raises ValueError
+        for a Redis the configuration refuses."""
         if not config.redis_url:
             raise ValueError("the engine needs a Redis URL (PTG_REDIS_URL)")
-        address = RedisAddress(config.redis_url)
+        seeds = seed_urls(config.redis_url)
         counters = Counters()
         shards = Shards()
         # What can fail without Redis comes first: nothing is left open then.
         signer = TokenSigner(config.secret or load_or_create_secret(config.data_dir), config.token_lifetime)
+        # The first seed that answers is asked everything else.
+        url = await first_answering(seeds)
+        address = RedisAddress(url)
         cluster: ClusterMap | None = None
         addresses = [address]
         if await is_cluster(address):
-            cluster = ClusterMap(config.redis_url, shards)
+            cluster = ClusterMap(url, shards, seeds)
             cluster.resender = Resender(cluster, shards)
             await cluster.load()
             addresses = cluster.addresses
-            log.info("Redis at %s is a cluster of %d masters", describe(config.redis_url), len(addresses))
+            log.info("Redis at %s is a cluster of %d masters", describe(url), len(addresses))
+        elif len(seeds) > 1:
+            raise ValueError(
+                f"several Redis URLs name the seeds of one Redis Cluster; {describe(url)} is not a cluster node"
+            )
+        elif config.redis_cluster:
+            raise ValueError(f"--redis-cluster: {describe(url)} is not a cluster node")
         links = await connect_nodes(shards, addresses, counters, cluster)
-        # Info on the node given (every node of a cluster runs the same server);
-        # metadata through redis-py's cluster client, which routes by slot.
-        info = control_client(config.redis_url)
+        # Info on the node that answered (every node of a cluster runs the same
+        # server); metadata through redis-py's cluster client, which routes by slot.
+        info = control_client(url)
         control: Redis | RedisCluster = info
         if cluster is not None:
-            control = RedisCluster.from_url(config.redis_url, socket_connect_timeout=5)
+            control = RedisCluster.from_url(url, socket_connect_timeout=5)
         try:
             server = await server_of(info)
             aof_enabled = bool((await info.info("persistence")).get("aof_enabled"))
@@ -111,9 +122,9 @@ class Runtime:
             raise
         if cluster is not None:
             await info.aclose()
-        log.info("Redis at %s is %s", describe(config.redis_url), server)
-        # Invalidations are published on the node given: a cluster passes them to every node.
-        maxlens = MaxLenCache(control, config.max_len, control_client(config.redis_url))
+        log.info("Redis at %s is %s", describe(url), server)
+        # Invalidations are published on the node that answered: a cluster passes them to every node.
+        maxlens = MaxLenCache(control, config.max_len, control_client(url))
         maxlens.start()
         trimmer = MemoryTrimmer(counters)
         trimmer.start()

@@ -6,6 +6,7 @@ import logging
 import logging.config
 import os
 import signal
+import sys
 from dataclasses import replace
 from types import FrameType
 
@@ -18,7 +19,7 @@ from engine.front import FrontProtocol
 from engine.logs import logging_config
 from engine.redis.connect import wait_until_reachable
 from engine.redis.embedded import EmbeddedRedis, EmbeddedRedisError
-from engine.redis.link import describe
+from engine.redis.link import describe, seed_urls
 from engine.tls import self_signed
 
 log = logging.getLogger("engine")
@@ -93,7 +94,7 @@ def run(config: Config) -> None:
             ).start()
             config = replace(config, redis_url=embedded.url)
         assert config.redis_url is not None
-        wait_until_reachable(config.redis_url)
+        wait_until_reachable(seed_urls(config.redis_url))
         if not config.secret:
             load_or_create_secret(config.data_dir)  # once, before any worker reads it
 
@@ -108,10 +109,16 @@ def run(config: Config) -> None:
         )
         server_config = uvicorn_config(config)
         if config.workers > 1:
+            from uvicorn.config import STARTUP_FAILURE
             from uvicorn.supervisors import Multiprocess
 
             sock = server_config.bind_socket()
-            Multiprocess(server_config, sockets=[sock]).run()
+            supervisor = Multiprocess(server_config, sockets=[sock])
+            supervisor.run()
+            # uvicorn exits 3 when one process fails to start (a refused Redis, say);
+            # the supervisor of workers just returns after stopping them: exit 3 too.
+            if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+                sys.exit(STARTUP_FAILURE)
         else:
             uvicorn.Server(server_config).run()
     except Stopped:

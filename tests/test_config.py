@@ -56,11 +56,38 @@ def test_plain_redis_url_is_read_as_the_original_did() -> None:
         (["--max-len", "0"], "--max-len: must be a positive integer"),
         (["--log-level", "loud"], "unknown log level"),
         (["--ssl-certfile", "c.pem"], "must be given together"),
+        (["--redis-url", "redis://a,,redis://b"], "--redis-url: Redis URL 1 of 2 ends with a comma"),
+        (["--redis-url", ",redis://a"], "--redis-url: Redis URL 1 of 2 is empty"),
+        (["--redis-url", "redis://a:1,redis://b:x"], r"--redis-url: URL 2 \(redis://b:x\): Port could not"),
+        (["--redis-url", "redis://h1:6379,h2:6379"], "a comma in the host; several seeds are written"),
+        (["--redis-url", "http://a"], "must specify one of the following schemes"),
+        (["--redis-cluster"], "--redis-cluster needs --redis-url"),
     ],
 )
 def test_bad_values_are_clear_errors(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from(argv)
+
+
+def test_redis_url_takes_the_seeds_of_one_cluster_and_redis_cluster_is_a_switch(tmp_path: Path) -> None:
+    seeds = "redis://a:1,rediss://b:2/0?ssl_cert_reqs=none"
+    config = config_from(["--redis-url", seeds])
+    assert (config.redis_url, config.redis_cluster) == (seeds, False)
+    env = {"PTG_REDIS_URL": seeds, "PTG_REDIS_CLUSTER": "yes"}
+    assert config_from([], env).redis_cluster
+    assert not config_from(["--no-redis-cluster"], env).redis_cluster
+    file = tmp_path / "engine.toml"
+    file.write_text(f'redis-url = "{seeds}"\nredis-cluster = true\n')
+    config = resolve({}, {}, file)
+    assert (config.redis_url, config.redis_cluster) == (seeds, True)
+    # An empty flag still means the embedded Redis.
+    assert config_from(["--redis-url", ""]).redis_url == ""
+
+
+def test_a_bad_seed_list_shows_no_password() -> None:
+    with pytest.raises(ConfigError, match="Port could not") as error:
+        config_from(["--redis-url", "redis://u:hunter2@a:1,redis://u:hunter2@b:x"])
+    assert "hunter2" not in str(error.value)
 
 
 def test_bad_variable_names_the_variable() -> None:
@@ -88,6 +115,19 @@ def test_cli_reports_a_bad_value_without_a_traceback() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --port: port must be within 0..65535, not '99999'"
+
+
+def test_cli_reports_a_bad_seed_list_without_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "--redis-url", "redis://a,,redis://b"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --redis-url: Redis URL 1 of 2 ends with a comma, and no URL follows it"
+    )
 
 
 def test_a_config_file_sets_options_under_variables_and_flags(tmp_path: Path) -> None:

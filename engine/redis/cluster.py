@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -106,9 +106,13 @@ class ClusterMap:
     after any change of the map (followed streams to be followed on their new
     node)."""
 
-    def __init__(self, seed_url: str, shards: Shards):
+    def __init__(self, seed_url: str, shards: Shards, seeds: Sequence[str] = ()):
+        # The node that answered at startup: its scheme, credentials and options
+        # are reused for every other node.
         self.seed_url = seed_url
-        self.seeds = [RedisAddress(seed_url)]
+        # Where the map can be read when no known master answers: every seed
+        # given, the one that answered first.
+        self.seeds = [RedisAddress(url) for url in dict.fromkeys([seed_url, *seeds])]
         self.shards = shards
         self.nodes: list[ClusterNode] = []
         self.on_node_added: Callable[[int, RedisAddress], object] = lambda node, address: None

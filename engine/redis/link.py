@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -34,8 +35,31 @@ CONNECT_ERRORS = (OSError, TimeoutError, ReplyError)
 CONNECT_SECONDS = 5.0
 
 
+# Several URLs in one --redis-url are the seeds of one Redis Cluster. Only a
+# comma before a scheme separates them: a comma inside a URL's options stays.
+SEED_SEPARATOR = re.compile(r",\s*(?=(?:redis|rediss|unix)://)")
+
+
+def seed_urls(value: str) -> list[str]:
+    """The URLs of ``--redis-url``: one, or several comma-separated seeds of one
+    Redis Cluster, in order. Raises ValueError for an empty one."""
+    urls = [item.strip() for item in SEED_SEPARATOR.split(value)]
+    for number, url in enumerate(urls, 1):
+        where = f"Redis URL {number} of {len(urls)}" if len(urls) > 1 else "the Redis URL"
+        if not url:
+            raise ValueError(f"{where} is empty")
+        # Not split off, since no scheme follows: two commas, or one at the end.
+        if url.endswith(","):
+            raise ValueError(f"{where} ends with a comma, and no URL follows it")
+    return urls
+
+
 def describe(url: str) -> str:
-    """The URL without its password, for log lines."""
+    """The URL (or each of comma-separated seed URLs) without its password, for log lines."""
+    return ", ".join(_without_password(item.strip()) for item in SEED_SEPARATOR.split(url))
+
+
+def _without_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
