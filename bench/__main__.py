@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.target import ROOT
+from bench.workloads import POST, W1, W2, W2_ACK, W3_ACK
 
 LOADGEN = [sys.executable, "-m", "bench.loadgen"]
 
@@ -45,19 +46,14 @@ class Workload:
 def workloads(quick: bool, cluster: bool) -> list[Workload]:
     duration, repeat = ("2", "1") if quick else ("5", "3")
     timing = ["--duration", duration, "--repeat", repeat, "--json"]
-    w1 = ["push-batch", "--entry-size", "100", "--batch-size", "100", "--connections", "4"]
-    w2 = ["push-single", "--entry-size", "1024", "--connections", "4"]
-    w3 = ["push-batch", "--entry-size", "262144", "--batch-size", "1", "--connections", "2", "--ack"]
     seconds = ["--seconds", duration]
     chosen = [
-        Workload("W1 ack", [*LOADGEN, *w1, "--ack", *timing], "loadgen"),
-        Workload("W1 no ack", [*LOADGEN, *w1, "--no-ack", *timing], "loadgen"),
-        Workload("W2 ack", [*LOADGEN, *w2, "--ack", *timing], "loadgen"),
-        Workload("W2 no ack", [*LOADGEN, *w2, "--no-ack", *timing], "loadgen"),
-        Workload("W3 ack", [*LOADGEN, *w3, *timing], "loadgen"),
-        Workload(
-            "POST", [*LOADGEN, "post-data", "--parts", "10", "--entry-size", "1024", *timing], "loadgen"
-        ),
+        Workload("W1 ack", [*LOADGEN, *W1, "--ack", *timing], "loadgen"),
+        Workload("W1 no ack", [*LOADGEN, *W1, "--no-ack", *timing], "loadgen"),
+        Workload("W2 ack", [*LOADGEN, *W2_ACK, *timing], "loadgen"),
+        Workload("W2 no ack", [*LOADGEN, *W2, "--no-ack", *timing], "loadgen"),
+        Workload("W3 ack", [*LOADGEN, *W3_ACK, *timing], "loadgen"),
+        Workload("POST", [*LOADGEN, *POST, *timing], "loadgen"),
         Workload("push to pull", [sys.executable, "-m", "bench.pull_latency", *seconds], "table"),
         Workload("fan-out 200", [sys.executable, "-m", "bench.fanout", *seconds], "table"),
         Workload("GET /data", [sys.executable, "-m", "bench.read_rate", *seconds], "table"),
@@ -65,7 +61,7 @@ def workloads(quick: bool, cluster: bool) -> list[Workload]:
     if cluster:
         chosen.append(
             Workload(
-                "W1 ack, 3-master cluster", [*LOADGEN, *w1, "--ack", "--cluster", "3", *timing], "loadgen"
+                "W1 ack, 3-master cluster", [*LOADGEN, *W1, "--ack", "--cluster", "3", *timing], "loadgen"
             )
         )
     return chosen

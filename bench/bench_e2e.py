@@ -21,13 +21,11 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from bench.workloads import W1, W2_ACK, W3_ACK
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINES = ROOT / "bench" / "baselines" / "e2e.json"
-WORKLOADS = {
-    "W1 ack": ["push-batch", "--entry-size", "100", "--batch-size", "100", "--connections", "4", "--ack"],
-    "W2 ack": ["push-single", "--entry-size", "1024", "--connections", "4", "--ack"],
-    "W3 ack": ["push-batch", "--entry-size", "262144", "--batch-size", "1", "--connections", "2", "--ack"],
-}
+WORKLOADS = {"W1 ack": [*W1, "--ack"], "W2 ack": W2_ACK, "W3 ack": W3_ACK}
 # A share this much below the baseline's fails the check.
 TOLERANCE = 0.8
 CHECKING = os.environ.get("PTG_BENCH_CHECK") == "1"

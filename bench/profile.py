@@ -29,22 +29,15 @@ import time
 from pathlib import Path
 
 from bench.target import ROOT, OwnEngine
+from bench.workloads import POST, W1, W2, W2_ACK, W3_ACK
 
 WORKLOADS = {
-    "W1": ["push-batch", "--entry-size", "100", "--batch-size", "100", "--connections", "4", "--ack"],
-    "W1-noack": [
-        "push-batch",
-        "--entry-size",
-        "100",
-        "--batch-size",
-        "100",
-        "--connections",
-        "4",
-        "--no-ack",
-    ],
-    "W2": ["push-single", "--entry-size", "1024", "--connections", "4", "--ack"],
-    "W3": ["push-batch", "--entry-size", "262144", "--batch-size", "1", "--connections", "2", "--ack"],
-    "POST": ["post-data", "--parts", "10", "--entry-size", "1024", "--connections", "4"],
+    "W1": [*W1, "--ack"],
+    "W1-noack": [*W1, "--no-ack"],
+    "W2": W2_ACK,
+    "W2-noack": [*W2, "--no-ack"],
+    "W3": W3_ACK,
+    "POST": POST,
 }
 # py-spy stops the engine for each sample to unwind native frames: not too often.
 SAMPLES_PER_SECOND = 100
