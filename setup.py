@@ -1,4 +1,6 @@
-"""Builds the one Cython extension, ``engine._core``, from ``ext/``.
+"""Builds the Cython extensions from ``ext/``: ``engine._core`` (the engine's
+core, one module made of included parts) and ``engine._unmask`` (picows'
+WebSocket unmasking with ordinary stores, see ext/unmask.pyx).
 
 Build switches (environment variables, as in uvloop and asyncpg):
   PTG_DEBUG_BUILD=1  annotate (.html next to the sources), line tracing,
@@ -38,17 +40,20 @@ directives = {
     "auto_pickle": False,
 }
 
-extension = Extension(
-    "engine._core",
-    sources=["ext/_core.pyx"],
-    define_macros=macros,
-    extra_compile_args=compile_args,
-    extra_link_args=link_args,
-)
+extensions = [
+    Extension(
+        name,
+        sources=[source],
+        define_macros=macros,
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    for name, source in (("engine._core", "ext/_core.pyx"), ("engine._unmask", "ext/unmask.pyx"))
+]
 
 setup(
     ext_modules=cythonize(
-        [extension],
+        extensions,
         compiler_directives=directives,
         annotate=debug,
         include_path=["ext"],
