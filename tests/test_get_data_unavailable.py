@@ -14,6 +14,7 @@ import pytest
 from api.app import create_app
 from engine._core import Shards, StreamReader
 from engine.config import Config
+from engine.metrics import RequestStats
 
 
 class Signer:
@@ -28,7 +29,9 @@ async def down(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClien
     shards = Shards()
     if request.param == "disconnected reader":
         shards.set_reader(0, StreamReader())
-    runtime: Any = SimpleNamespace(signer=Signer(), shards=shards, config=Config(), metrics_share=None)
+    runtime: Any = SimpleNamespace(
+        signer=Signer(), shards=shards, config=Config(), metrics_share=None, http_stats=RequestStats()
+    )
     transport = httpx.ASGITransport(app=create_app(runtime))
     headers = {"Authorization": "Bearer t"}
     async with httpx.AsyncClient(transport=transport, base_url="http://engine", headers=headers) as client:

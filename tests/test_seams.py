@@ -77,7 +77,7 @@ def test_counters_move_by_what_the_sockets_did(loop: str, redis_url: str, store:
             after = counters.snapshot()
         finally:
             await served.close()
-        moved = {name: after[name] - before[name] for name in before if name != "closes"}
+        moved = {name: after[name] - before[name] for name in before if name not in ("closes", "ack_latency")}
         assert moved["push_messages"] == 3 + 2  # a batch is a header and a blob
         assert moved["push_entries"] == 5
         assert moved["push_bytes"] == sum(map(len, singles + batch))
@@ -88,6 +88,8 @@ def test_counters_move_by_what_the_sockets_did(loop: str, redis_url: str, store:
         assert moved["pull_bytes"] > sum(map(len, singles + batch))  # frames and step headers too
         assert moved["redis_errors"] == 0
         assert moved["redis_replies"] >= 5
+        # Every ack's latency was counted: three single entries and one batch.
+        assert sum(after["ack_latency"]["counts"]) - sum(before["ack_latency"]["counts"]) == 4
         # Each socket closed by its client: the engine echoed 1000 three times.
         assert after["closes"].get(1000, 0) - before["closes"].get(1000, 0) == 3
 
