@@ -197,50 +197,63 @@ def resends(engine: EngineProcess) -> float:
     )
 
 
+async def move_slot_by_hand(cluster: LocalCluster, slot: int, source: int, target: int) -> None:
+    """MIGRATING/IMPORTING (pushes go on to the source), MIGRATE of its keys (the
+    source answers ASK), SETSLOT NODE on every master (MOVED), with pauses
+    between for pushes to meet each state."""
+    old, new = redis.Redis(port=source), redis.Redis(port=target)
+    new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(source))  # type: ignore[no-untyped-call]
+    old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", node_id(target))  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.3)
+    keys = old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)  # type: ignore[no-untyped-call]
+    old.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.4)
+    for port in (target, source, *[p for p in cluster.master_ports() if p not in (source, target)]):
+        with redis.Redis(port=port) as node:
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id(target))  # type: ignore[no-untyped-call]
+    await asyncio.sleep(0.5)
+    old.close()
+    new.close()
+
+
 async def test_a_slot_moved_step_by_step_under_pipelined_pushes_closes_no_producer(
     cluster: LocalCluster, cluster_engine: EngineProcess
 ) -> None:
-    """The slot of a live stream migrates by hand: while MIGRATING (pushes go on
-    to the old master), after MIGRATE (the old master answers ASK), after SETSLOT
-    NODE (MOVED). The engine sends every refused XADD again where it belongs:
-    the producer is never closed, every entry is stored once, in the order sent,
-    under the id its ack gave."""
+    """The slot of four live streams (one hash tag) migrates by hand, there and
+    back, under four pipelined producers. The engine sends every refused XADD
+    again where it belongs, and a producer whose messages in flight went by the
+    old slot map waits for them: no producer is closed, every entry is stored
+    once, in the order sent, under the id its ack gave."""
     store = redis.RedisCluster.from_url(cluster.url)
-    sid = f"step-{uuid.uuid4().hex[:8]}"
-    source = cluster.master_of(sid)
+    tag = uuid.uuid4().hex[:8]
+    sids = [f"{{step-{tag}}}-{i}" for i in range(4)]
+    source = cluster.master_of(sids[0])
     target = next(port for port in cluster.master_ports() if port != source)
-    old, new = redis.Redis(port=source), redis.Redis(port=target)
-    slot = slot_of(old, sid)
-    source_id, target_id = node_id(source), node_id(target)
+    with redis.Redis(port=source) as node:
+        slot = slot_of(node, sids[0])
     resends_before = resends(cluster_engine)
-    producer = PipelinedProducer(
-        f"{cluster_engine.ws_url}/data/{sid}/push?token={cluster_engine.token()}&ack=true"
-    )
-    task = asyncio.create_task(producer.run())
+    token = cluster_engine.token()
+    producers = [
+        PipelinedProducer(f"{cluster_engine.ws_url}/data/{sid}/push?token={token}&ack=true") for sid in sids
+    ]
+    tasks = [asyncio.create_task(producer.run()) for producer in producers]
     try:
         await asyncio.sleep(0.5)
-        new.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
-        old.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
-        await asyncio.sleep(0.3)
-        at_migrate = producer.sent
-        keys = old.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)  # type: ignore[no-untyped-call]
-        old.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
-        await asyncio.sleep(0.5)
-        at_setslot = producer.sent
-        for port in (target, source, *[p for p in cluster.master_ports() if p not in (source, target)]):
-            redis.Redis(port=port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
-        await asyncio.sleep(0.7)
+        await move_slot_by_hand(cluster, slot, source, target)
+        moved_at = [producer.sent for producer in producers]
+        await move_slot_by_hand(cluster, slot, target, source)
     finally:
-        producer.running = False
-        await asyncio.wait_for(task, 20)
-    assert producer.sent > at_setslot > at_migrate > 0
-    assert cluster.master_of(sid) == target
-    stored = store.xrange(sid)
-    assert [int(fields[b"d"]) for _, fields in stored] == list(range(producer.sent))
-    assert [entry_id.decode() for entry_id, _ in stored] == producer.acks
+        for producer in producers:
+            producer.running = False
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    assert cluster.master_of(sids[0]) == source
+    for sid, producer, sent_at_move in zip(sids, producers, moved_at, strict=True):
+        assert producer.sent > sent_at_move > 0
+        stored = store.xrange(sid)
+        assert [int(fields[b"d"]) for _, fields in stored] == list(range(producer.sent)), sid
+        assert [entry_id.decode() for entry_id, _ in stored] == producer.acks
     assert resends(cluster_engine) > resends_before  # the engine did resend (ASK, MOVED)
-    for client in (store, old, new):
-        client.close()
+    store.close()
 
 
 async def test_pushes_wait_out_a_slot_that_no_master_serves(

@@ -11,11 +11,13 @@ neither closes producers nor loses or doubles an entry.
 
 Order: a command redirected to a master this process is connected to is
 sent there at once, while the first node's replies are read, so commands
-to one stream reach its new master in the order they were first written
-(the slot map is read again afterwards: no newer command can get there
-first). Only a target not connected yet, TRYAGAIN and CLUSTERDOWN wait, in
-a queue sent one command at a time. The producer whose command is being
-resent reads nothing new meanwhile. A command still refused after
+to one stream reach its new master in the order they were first written.
+Only a target not connected yet, TRYAGAIN and CLUSTERDOWN wait, in a queue
+sent one command at a time. The producer whose command is being resent
+reads nothing new meanwhile, and a producer whose messages in flight went
+by an older slot map sends nothing new until they are stored (PushSession,
+Shards.version): its next message may go straight to the new master, which
+must not store it before the older ones come back there redirected. A command still refused after
 RESEND_SECONDS gets its last answer, and its producer is closed 1011 as
 before. What pipelining cannot order: when a slot comes back between two
 commands already on their way, the second is stored and the first resent

@@ -15,6 +15,7 @@
 cdef enum HandleResult:
     HANDLED = 0
     NEEDS_MAXLEN = 1     # a stream whose max_len is not known yet: wait for it
+    NEEDS_DRAIN = 2      # the slot map changed: wait until what is in flight is stored
 
 cdef bytes _COMMA = b","
 cdef double CLOSE_GRACE_SECONDS = 2.0
@@ -158,6 +159,8 @@ cdef class PushSession(WSListener):
     cdef WSMsgType fragments_type
     cdef list backlog                # messages (type, bytes) held while max_len loads
     cdef bint waiting                # for max_len metadata
+    cdef bint draining               # for the messages in flight (the slot map changed)
+    cdef uint64_t sent_with_map      # the shard map's version the messages in flight went by
     cdef Py_ssize_t holds            # connections that asked to stop reading (Redis is behind)
     cdef bint reading_paused
     cdef bint client_closed          # the client sent its close frame first
@@ -311,6 +314,9 @@ cdef class PushSession(WSListener):
             self._hold(WSMsgType.BINARY, data[:size])
             self._wait_for_maxlens([self.single_key])
             return NEEDS_MAXLEN
+        if self._must_drain():
+            self._hold(WSMsgType.BINARY, data[:size])
+            return NEEDS_DRAIN
         pipe = self.shards.pipe_for(self.single_key, self.durable)
         if pipe is None:
             self.close(CLOSE_INTERNAL_ERROR, "Redis is unavailable")
@@ -369,6 +375,11 @@ cdef class PushSession(WSListener):
             self._hold(WSMsgType.BINARY, blob[:size])
             self._wait_for_maxlens(missing)
             return NEEDS_MAXLEN
+        if self._must_drain():
+            self._hold(WSMsgType.TEXT, self.header)
+            self.header = None
+            self._hold(WSMsgType.BINARY, blob[:size])
+            return NEEDS_DRAIN
         # Each stream's connection, checked before anything is framed.
         pipes = [self.shards.pipe_for(key, self.durable) for key in keys]
         if None in pipes:
@@ -425,6 +436,19 @@ cdef class PushSession(WSListener):
                 pipe.hold(self.owner)
         return HANDLED
 
+    cdef bint _must_drain(self) except -1:
+        """Whether the next message must wait for those in flight: the cluster's
+        slot map changed since they were sent, so it may go to another node than
+        they did and be stored before them (or before their resends)."""
+        if self.shards.version == self.sent_with_map:
+            return False
+        if self.in_flight:
+            self.draining = True
+            self.update_reading()
+            return True
+        self.sent_with_map = self.shards.version
+        return False
+
     cdef PushMessage _new_message(self, Py_ssize_t parts):
         cdef PushMessage message = PushMessage.__new__(PushMessage)
         message.parts_left = parts
@@ -443,7 +467,7 @@ cdef class PushSession(WSListener):
         cdef bint pause
         if self.transport is None or self.transport.is_disconnected:
             return 0
-        pause = self.holds > 0 or self.waiting or (
+        pause = self.holds > 0 or self.waiting or self.draining or (
             self.close_code != 0 and not self.transport.is_close_frame_sent)
         if pause != self.reading_paused:
             self.reading_paused = pause
@@ -472,6 +496,11 @@ cdef class PushSession(WSListener):
         # Messages finish in the order they came, whichever connection answers first.
         while self.in_flight and (<PushMessage>self.in_flight[0]).done:
             self._finish(<PushMessage>self.in_flight.popleft())
+        if self.draining and not self.in_flight:
+            self.draining = False
+            if self.close_code == 0:
+                self._replay()
+            self.update_reading()
         self._maybe_finish_close()
         self._let_go_if_done()
         return 0
@@ -565,7 +594,7 @@ cdef class PushSession(WSListener):
             if msg_type == WSMsgType.CLOSE:
                 self._answer_close(payload)
                 break
-            if self._handle(msg_type, payload, len(payload), payload, None) == NEEDS_MAXLEN:
+            if self._handle(msg_type, payload, len(payload), payload, None) != HANDLED:
                 # _handle put this message back on the backlog: keep the rest after it.
                 self.backlog.extend(backlog[position + 1:])
                 break

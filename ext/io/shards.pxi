@@ -30,6 +30,9 @@ cdef class Shards:
     cdef list readers               # StreamReader or None, per node
     cdef uint16_t* node_of_slot     # NULL while one node serves every slot
     cdef list framed                # pipes with commands framed and not written
+    # Changes with every change of the slot map: a producer whose messages in
+    # flight went by another version waits for them before sending more.
+    cdef readonly uint64_t version
 
     def __init__(self, Py_ssize_t nodes=1):
         if nodes < 1:
@@ -65,6 +68,7 @@ cdef class Shards:
             memset(self.node_of_slot, 0, REDIS_CLUSTER_SLOTS * sizeof(uint16_t))
         for slot in range(first_slot, last_slot + 1):
             self.node_of_slot[slot] = <uint16_t>node
+        self.version += 1
 
     # -- the sessions' side (C) ------------------------------------------
 
