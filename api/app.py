@@ -31,6 +31,7 @@ ROUTES = [
     Route("/openapi.json", docs.openapi_json, methods=["GET"]),
     Route("/docs", docs.docs_page, methods=["GET"]),
     Route("/ui", ui.console, methods=["GET"]),
+    Route("/favicon.ico", ui.favicon, methods=["GET"]),
     Mount("/docs/assets", app=docs.assets),
 ]
 

@@ -20,6 +20,12 @@ from engine.meta import META_PREFIX, meta_key, parse_meta
 _LAST_ISO_MILLISECOND = 253_402_300_799_999
 
 
+def _field_bytes(fields: object) -> int:
+    """Bytes of an entry's field values (XINFO gives [field, value, ...] or a dict)."""
+    values = fields.values() if isinstance(fields, dict) else list(fields)[1::2]  # type: ignore[call-overload]
+    return sum(len(value) for value in values if isinstance(value, bytes | str))
+
+
 def id_time(entry_id: str) -> str | None:
     """ISO 8601 time (UTC, milliseconds) of a Redis entry id ``<ms>-<seq>``; None for
     an id past the year 9999, which Redis accepts (a producer that sent
@@ -74,6 +80,8 @@ class StreamCatalog:
                 entry_id = _text(value[0]) if value else None
                 info[name] = entry_id
                 info[name + "-time"] = id_time(entry_id) if entry_id else None
+                # Payload bytes of the entry's fields (the console's bytes/s estimate).
+                info[name + "-bytes"] = _field_bytes(value[1]) if value else None
             else:
                 info[name] = _text(value)
         return info

@@ -3,24 +3,28 @@ renders every REST operation and Authorize logs in through /token; an <img>
 shows a stream's JPEG frames through /data/{sid}/mjpeg; the /ui console logs
 in, lists streams live, renders entries, tails, edits and deletes. Skipped,
 with the reason, only where no Chromium or ChromeDriver is installed
-(.ci/run installs Debian's)."""
+(.ci/run installs Debian's). Each page is saved as a screenshot in
+test-artifacts/browser/ (PTG_TEST_ARTIFACTS overrides the folder), and no
+page may log an error to the browser console."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from api.openapi import SPEC
-from tests.conftest import EngineProcess
+from tests.conftest import ROOT, EngineProcess
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -29,6 +33,18 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(os.environ.get("PTG_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "browser"
+
+
+def screenshot(driver: Any, name: str) -> None:
+    """What the page looked like, for a person to look at after the run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def console_errors(driver: Any) -> list[str]:
+    """Errors the pages logged to the browser console since the last call."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +68,7 @@ def browser() -> Iterator[object]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     yield driver
     driver.quit()
@@ -86,6 +103,8 @@ def test_docs_show_every_operation_and_authorize_logs_in(browser: object, engine
         )
     )
     assert "auth errors" not in driver.page_source.lower()  # type: ignore[attr-defined]
+    screenshot(driver, "docs")
+    assert console_errors(driver) == []
 
 
 def test_an_img_shows_a_streams_jpeg_frames(
@@ -110,6 +129,7 @@ def test_an_img_shows_a_streams_jpeg_frames(
         lambda d: d.execute_script("return document.getElementById('preview').naturalWidth") == 64
     )
     assert driver.execute_script("return document.getElementById('preview').naturalHeight") == 48  # type: ignore[attr-defined]
+    screenshot(driver, "mjpeg")
 
 
 def jpeg_from_browser(driver: Any, width: int, height: int) -> bytes:
@@ -135,7 +155,7 @@ def test_the_console_logs_in_and_shows_streams_live(
     driver.find_element(By.ID, "login-button").click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, "streams")))
 
-    # A stream pushed to while the table is open shows up with a rate.
+    # A stream pushed to while the table is open shows up with its entries/s and bytes/s.
     pushing = threading.Event()
 
     def push() -> None:
@@ -147,11 +167,15 @@ def test_the_console_logs_in_and_shows_streams_live(
     pusher.start()
     try:
         row = f"tr[data-sid='{sid}'] td.rate"
+        byte_rate = f"tr[data-sid='{sid}'] td.bytes-rate"  # "700", "1.2 KiB": the number first
         wait.until(
             lambda d: (
-                d.find_elements(By.CSS_SELECTOR, row) and float(d.find_element(By.CSS_SELECTOR, row).text) > 0
+                d.find_elements(By.CSS_SELECTOR, row)
+                and float(d.find_element(By.CSS_SELECTOR, row).text) > 0
+                and float(d.find_element(By.CSS_SELECTOR, byte_rate).text.split()[0]) > 0
             )
         )
+        screenshot(driver, "ui-streams")
     finally:
         pushing.set()
         pusher.join()
@@ -179,6 +203,7 @@ def test_the_console_logs_in_and_shows_streams_live(
     time.sleep(0.3)  # the pull socket is open
     store.xadd(camera, {"d": b"a line of text"})
     wait.until(lambda d: "a line of text" in d.find_element(By.ID, "tail").text)
+    screenshot(driver, "ui-stream")
 
     # Metadata saved from the editor is what the API then returns.
     editor = driver.find_element(By.ID, "meta")
@@ -193,3 +218,4 @@ def test_the_console_logs_in_and_shows_streams_live(
     wait.until(expected_conditions.alert_is_present())
     driver.switch_to.alert.accept()
     wait.until(lambda d: store.exists(camera, f"XMETA:{camera}") == 0)
+    assert console_errors(driver) == []

@@ -50,6 +50,7 @@ def test_info_of_a_stream_with_entries(http: httpx.Client, store: redis.Redis, s
     assert info["last-generated-id"] == last
     assert info["first-entry-time"].endswith("+00:00")
     assert info["first-entry-time"][:4].isdigit()
+    assert info["first-entry-bytes"] == len(b"one") and info["last-entry-bytes"] == len(b"two")
     assert "error" not in info
 
 
