@@ -10,8 +10,19 @@ from typing_extensions import Buffer, disjoint_base
 
 # -- counters.pxi ------------------------------------------------------------
 
+OTHER_STREAMS: str
+
+@final
+class StreamTally:
+    @property
+    def limit(self) -> int: ...
+    def __init__(self, limit: int) -> None: ...
+    def record(self, key: bytes, entries: int, nbytes: int) -> None: ...
+    def snapshot(self) -> dict[str, list[int]]: ...
+
 @final
 class Counters:
+    streams: StreamTally | None
     push_messages: int
     push_entries: int
     push_bytes: int

@@ -100,6 +100,13 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, not {value!r}")
+    return number
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if not number > 0 or number == float("inf"):
@@ -203,6 +210,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("access_log", True, "one log line per HTTP request (--no-access-log: none)", _switch),
     Option(
+        "metrics_streams",
+        0,
+        "per-stream entries and bytes in /metrics (ptg_stream_*_total{stream}) for at most this "
+        'many streams, the rest summed under stream="_other"; 0: none',
+        _count,
+    ),
+    Option(
         "loop",
         "uvloop",
         "event loop: uvloop (fast) or asyncio (for debugging)",
@@ -237,6 +251,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "plain"
     access_log: bool = True
+    metrics_streams: int = 0
     loop: str = "uvloop"
 
     @property

@@ -133,6 +133,7 @@ def sample(runtime: Runtime) -> dict[str, Any]:
         "resident_bytes": resident_bytes(),
         "ack_latency": snapshot["ack_latency"],
         "http": runtime.http_stats.as_data(),
+        "streams": runtime.counters.streams.snapshot() if runtime.counters.streams is not None else {},
     }
 
 
@@ -200,6 +201,23 @@ class RuntimeCollector(Collector):
             )
         yield acks
         yield from http_families(samples)
+        if self.runtime.counters.streams is not None:
+            yield from stream_families(samples)
+
+
+def stream_families(samples: list[dict[str, Any]]) -> Iterator[Metric]:
+    entries = CounterMetricFamily(
+        "ptg_stream_entries", "Entries stored per stream (--metrics-streams)", labels=["pid", "stream"]
+    )
+    payload = CounterMetricFamily(
+        "ptg_stream_bytes", "Payload bytes stored per stream (--metrics-streams)", labels=["pid", "stream"]
+    )
+    for one in samples:
+        for stream, (count, nbytes) in one.get("streams", {}).items():
+            entries.add_metric([str(one["pid"]), stream], float(count))
+            payload.add_metric([str(one["pid"]), stream], float(nbytes))
+    yield entries
+    yield payload
 
 
 def http_families(samples: list[dict[str, Any]]) -> Iterator[Metric]:

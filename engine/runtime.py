@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis, RedisCluster
 
-from engine._core import Counters, RedisPipe, Shards, StreamReader
+from engine._core import Counters, RedisPipe, Shards, StreamReader, StreamTally
 from engine.auth import TokenSigner, load_or_create_secret
 from engine.config import Config
 from engine.descriptors import DescriptorWatch
@@ -80,6 +80,8 @@ class Runtime:
             raise ValueError("the engine needs a Redis URL (PTG_REDIS_URL)")
         seeds = seed_urls(config.redis_url)
         counters = Counters()
+        if config.metrics_streams:
+            counters.streams = StreamTally(config.metrics_streams)
         shards = Shards()
         # What can fail without Redis comes first: nothing is left open then.
         signer = TokenSigner(config.secret or load_or_create_secret(config.data_dir), config.token_lifetime)

@@ -16,6 +16,52 @@ ACK_LATENCY_LE[:] = [
     0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 
 
+# Per-stream counts past the limit are added up under this name.
+OTHER_STREAMS = "_other"
+
+
+@cython.final
+cdef class StreamTally:
+    """Entries and payload bytes stored per stream, for at most ``limit`` streams
+    (the ones seen first; the rest together under OTHER_STREAMS): per-stream
+    metrics, kept only when asked for (--metrics-streams)."""
+
+    cdef readonly Py_ssize_t limit
+    cdef dict counts                  # stream key (bytes) -> [entries, bytes]
+    cdef uint64_t other_entries
+    cdef uint64_t other_bytes
+
+    def __init__(self, Py_ssize_t limit):
+        if limit < 1:
+            raise ValueError("a stream tally needs a limit of at least 1")
+        self.limit = limit
+        self.counts = {}
+
+    cdef int add(self, bytes key, Py_ssize_t entries, Py_ssize_t nbytes) except -1:
+        cdef list count = self.counts.get(key)
+        if count is None:
+            if len(self.counts) >= self.limit:
+                self.other_entries += entries
+                self.other_bytes += nbytes
+                return 0
+            count = [0, 0]
+            self.counts[key] = count
+        count[0] += entries
+        count[1] += nbytes
+        return 0
+
+    def record(self, bytes key, Py_ssize_t entries, Py_ssize_t nbytes):
+        """Count ``entries`` of ``nbytes`` payload bytes stored in ``key``."""
+        self.add(key, entries, nbytes)
+
+    def snapshot(self):
+        """``{stream id: [entries, bytes]}``, with OTHER_STREAMS once the limit was passed."""
+        result = {key.decode("utf-8", "replace"): list(count) for key, count in self.counts.items()}
+        if self.other_entries or self.other_bytes:
+            result[OTHER_STREAMS] = [self.other_entries, self.other_bytes]
+        return result
+
+
 @cython.final
 cdef class Counters:
     """What one engine process did since it started (sockets: how many are open)."""
@@ -47,6 +93,7 @@ cdef class Counters:
     # Producer message arrived -> its ack written: a histogram kept in C.
     cdef uint64_t ack_latency_counts[ACK_LATENCY_BOUNDS + 1]
     cdef double ack_latency_sum
+    cdef public StreamTally streams         # per-stream entries and bytes; None unless asked for
 
     cdef inline void count_ack_latency(self, double seconds, uint64_t acks) noexcept:
         cdef int bucket = 0

@@ -150,3 +150,42 @@ async def test_a_scrape_covers_every_worker(redis_url: str, tmp_path: Path, sid:
         assert sum(entries.values()) == 120
     finally:
         engine.stop()
+
+
+async def test_per_stream_counts_only_when_asked_and_capped(
+    engine: EngineProcess, redis_url: str, tmp_path: Path, sid: str
+) -> None:
+    assert "ptg_stream_entries_total" not in httpx.get(f"{engine.base_url}/metrics").text
+    counted = EngineProcess(
+        tmp_path / "streams", redis_url, ["--log-level", "warning", "--metrics-streams", "2"]
+    )
+    counted.start()
+    try:
+        token = counted.token()
+        a, b, c = f"{sid}-a", f"{sid}-b", f"{sid}-c"
+        async with websockets.connect(f"{counted.ws_url}/data/{a}/push?token={token}&ack=true") as producer:
+            for payload in (b"12345", b"1234567"):
+                await producer.send(payload)
+                await asyncio.wait_for(producer.recv(), 10)
+        # One batch over two streams: b is the second stream counted, c is past the cap.
+        url = f"{counted.ws_url}/data/*/push?token={token}&ack=true&offsets=start"
+        async with websockets.connect(url) as producer:
+            await producer.send(json.dumps([[b, 0], [c, 3], [b, 7]]))
+            await producer.send(b"bbbcccc" + b"bb")
+            await asyncio.wait_for(producer.recv(), 10)
+        samples = {
+            (sample.name, sample.labels["stream"]): sample.value
+            for family in text_string_to_metric_families(httpx.get(f"{counted.base_url}/metrics").text)
+            for sample in family.samples
+            if sample.name.startswith("ptg_stream_")
+        }
+        assert samples == {
+            ("ptg_stream_entries_total", a): 2,
+            ("ptg_stream_bytes_total", a): 12,
+            ("ptg_stream_entries_total", b): 2,
+            ("ptg_stream_bytes_total", b): 5,
+            ("ptg_stream_entries_total", "_other"): 1,
+            ("ptg_stream_bytes_total", "_other"): 4,
+        }
+    finally:
+        counted.stop()

@@ -406,7 +406,7 @@ cdef class PushSession(WSListener):
         message = self._new_message(len(parts))
         for request in parts:
             request.tag = message
-        if len(parts) > 1:
+        if len(parts) > 1 or self.counters.streams is not None:
             message.header = parsed
             message.part_of_key = part_of_key
         maxlen_of_key = <Py_ssize_t*>PyMem_Malloc(key_count * sizeof(Py_ssize_t))
@@ -531,6 +531,8 @@ cdef class PushSession(WSListener):
             return 0
         # Messages sent before a refused one are stored: they are acked too.
         self.counters.push_bytes += message.nbytes
+        if self.counters.streams is not None:
+            self._tally(message)
         if self.ack:
             if self.batch_mode:
                 self._queue_ack(_COMMA.join(message.entry_ids()))
@@ -540,6 +542,27 @@ cdef class PushSession(WSListener):
             # Written in this same turn (send_acks, after this read of replies).
             self.counters.count_ack_latency(monotonic() - message.arrived_at,
                                             message.entries if not self.batch_mode else 1)
+        return 0
+
+    cdef int _tally(self, PushMessage message) except -1:
+        """Per-stream counts of a stored message (only with --metrics-streams)."""
+        cdef StreamTally tally = self.counters.streams
+        cdef BatchHeader header = message.header
+        cdef dict sizes
+        cdef Py_ssize_t i
+        if header is None:
+            tally.add(self.single_key, message.entries, message.nbytes)
+            return 0
+        sizes = {}
+        for i in range(header.count):
+            key = header._keys[header.key_index(i)]
+            entries_and_bytes = sizes.get(key)
+            if entries_and_bytes is None:
+                entries_and_bytes = sizes[key] = [0, 0]
+            entries_and_bytes[0] += 1
+            entries_and_bytes[1] += header.entry_end(i) - header.entry_start(i)
+        for key, (entries, nbytes) in sizes.items():
+            tally.add(key, entries, nbytes)
         return 0
 
     cdef int _queue_ack(self, bytes text) except -1:
