@@ -8,6 +8,13 @@ A change (PUT or DELETE /streams/{sid}) updates the process that served it at
 once and is published on CHANGES_CHANNEL: every engine process subscribed to
 it reloads that stream (within milliseconds). A refresh every REFRESH_SECONDS
 catches what a process missed while its subscription was down.
+
+Open producer sockets hold the streams they push to (``hold``/``release``);
+the refresh forgets the streams no socket has held since the one before, and
+so does the memory trimmer once a crowd of sockets left: the cache holds the
+streams in use, not every stream a process ever saw, and the refresh reads
+only those (it read every cached stream, up to MAX_STREAMS_CACHED, every
+REFRESH_SECONDS, forever).
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ class MaxLenCache:
         self.subscriber = subscriber
         self.default = default
         self.values: dict[bytes, int] = {}
+        self.holders: dict[bytes, int] = {}  # stream key -> open producer sockets holding it
+        self._released: set[bytes] = set()  # held since the last refresh, held no more
         self._loading: dict[bytes, asyncio.Future[None]] = {}
         self._queued: list[bytes] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,6 +101,33 @@ class MaxLenCache:
         for future in futures:
             if not future.done():
                 future.set_result(None)
+
+    def hold(self, keys: list[bytes]) -> None:
+        """A producer socket pushes to ``keys``: keep their max_len while it is open."""
+        for key in keys:
+            self.holders[key] = self.holders.get(key, 0) + 1
+
+    def release(self, keys: list[bytes]) -> None:
+        """A producer socket that held ``keys`` went away."""
+        for key in keys:
+            left = self.holders.get(key, 0) - 1
+            if left > 0:
+                self.holders[key] = left
+            else:
+                self.holders.pop(key, None)
+                self._released.add(key)
+
+    def forget_unheld(self, keep_released: bool = True) -> int:
+        """Drop the streams no socket holds, and (``keep_released``) none held since
+        the last call (POST /data's streams among them: read again on their next
+        upload); how many were dropped."""
+        released, self._released = self._released, set()
+        if not keep_released:
+            released = set()
+        unheld = [key for key in self.values if key not in self.holders and key not in released]
+        for key in unheld:
+            del self.values[key]
+        return len(unheld)
 
     async def changed(self, sid: str, meta: dict[str, Any] | None) -> None:
         """``sid``'s metadata was just written (None: deleted): apply it here, tell the others."""
@@ -148,6 +184,7 @@ class MaxLenCache:
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
+            self.forget_unheld()
             keys = list(self.values)
             if not keys:
                 continue

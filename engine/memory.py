@@ -8,6 +8,7 @@ import ctypes
 import gc
 import logging
 import sys
+from collections.abc import Callable
 
 from engine._core import Counters
 
@@ -36,9 +37,13 @@ class MemoryTrimmer:
     TRIMS_AFTER_CLOSING checks (in a thread: it
     locks each malloc arena in turn)."""
 
-    def __init__(self, counters: Counters, seconds: float = CHECK_SECONDS):
+    def __init__(
+        self, counters: Counters, seconds: float = CHECK_SECONDS, forget: Callable[[], object] = lambda: None
+    ):
+        """``forget`` drops what only the sockets that left needed, before a trim."""
         self.counters = counters
         self.seconds = seconds
+        self.forget = forget
         self._task: asyncio.Task[None] | None = None
         self._trims_left = 0
 
@@ -61,5 +66,6 @@ class MemoryTrimmer:
                 self._trims_left -= 1
                 # Closed connections wait in reference cycles (protocol and transport
                 # refer to each other) until a full collection frees them.
+                self.forget()
                 gc.collect()
                 await asyncio.get_running_loop().run_in_executor(None, trim)

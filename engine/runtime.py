@@ -128,7 +128,7 @@ class Runtime:
         # Invalidations are published on the node that answered: a cluster passes them to every node.
         maxlens = MaxLenCache(control, config.max_len, control_client(url))
         maxlens.start()
-        trimmer = MemoryTrimmer(counters)
+        trimmer = MemoryTrimmer(counters, forget=lambda: maxlens.forget_unheld(keep_released=False))
         trimmer.start()
         descriptors = DescriptorWatch()
         descriptors.start()

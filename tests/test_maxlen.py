@@ -5,12 +5,14 @@ different streams at once costs one pipelined read on one connection."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
 import redis
+import websockets
 
-from tests.inprocess import open_runtime, run
+from tests.inprocess import open_runtime, run, serve
 
 
 def test_a_change_reaches_the_other_processes_within_100_ms(redis_url: str, sid: str) -> None:
@@ -59,5 +61,46 @@ def test_many_loads_at_once_are_one_read(backend: str, redis_url: str, store: re
             assert len(store.client_list()) - clients_before <= 1
         finally:
             await runtime.close()
+
+    run("uvloop", main)
+
+
+def test_streams_no_socket_holds_are_forgotten_at_the_second_refresh(redis_url: str, sid: str) -> None:
+    """A producer socket holds its streams while it is open ("*": those its headers
+    named); the refresh forgets a stream only when no socket held it since the
+    refresh before, so a crowd that came and went leaves no cache behind."""
+
+    async def main() -> None:
+        served = await serve(await open_runtime(redis_url))
+        cache = served.runtime.maxlens
+        one, named, other = f"{sid}-one", f"{sid}-x", f"{sid}-y"
+        base = f"ws://127.0.0.1:{served.port}/data"
+        try:
+            async with websockets.connect(f"{base}/{one}/push?ack=true") as single:
+                await single.send(b"entry")
+                await asyncio.wait_for(single.recv(), 10)
+                async with websockets.connect(f"{base}/*/push?ack=true&offsets=start") as anywhere:
+                    await anywhere.send(json.dumps([[named, 0], [other, 1]]))
+                    await anywhere.send(b"xy")
+                    await asyncio.wait_for(anywhere.recv(), 10)
+                    keys = {one.encode(), named.encode(), other.encode()}
+                    assert keys <= set(cache.values)
+                    assert {key: cache.holders[key] for key in keys} == dict.fromkeys(keys, 1)
+                    cache.forget_unheld()
+                    cache.forget_unheld()
+                    assert keys <= set(cache.values)  # held: kept
+            await asyncio.sleep(0.2)  # the engine saw both sockets go
+            assert not keys & set(cache.holders)
+            cache.forget_unheld()
+            assert keys <= set(cache.values)  # released since the last refresh: kept once more
+            cache.forget_unheld()
+            assert not keys & set(cache.values)
+            # Pushing again reads the stream's max_len again, and stores.
+            async with websockets.connect(f"{base}/{one}/push?ack=true") as single:
+                await single.send(b"again")
+                await asyncio.wait_for(single.recv(), 10)
+            assert one.encode() in cache.values
+        finally:
+            await served.close()
 
     run("uvloop", main)

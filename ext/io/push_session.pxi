@@ -152,6 +152,8 @@ cdef class PushSession(WSListener):
     cdef Counters counters
     cdef dict maxlens                # stream key -> MAXLEN, filled by load_maxlens
     cdef object load_maxlens         # coroutine function(keys)
+    cdef object maxlen_cache         # hold(keys)/release(keys): the streams this socket pushes to
+    cdef set held_keys               # what it holds ("*": the streams its headers named)
     cdef _PushOwner owner
     cdef WSTransport transport
     cdef bytes header                # batch mode: the header waiting for its blob
@@ -184,6 +186,8 @@ cdef class PushSession(WSListener):
         self.counters = counters
         self.maxlens = maxlens.values
         self.load_maxlens = maxlens.load
+        self.maxlen_cache = maxlens
+        self.held_keys = set()
         self.owner = _PushOwner.__new__(_PushOwner)
         self.owner.session = self
         self.backlog = []
@@ -194,6 +198,8 @@ cdef class PushSession(WSListener):
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
         self.counters.socket_opened(True)
+        if self.route._mode != ROUTE_ANY:
+            self._hold_keys(list(self.route._keys))
         if self.single_key is not None and self.single_key not in self.maxlens:
             self._wait_for_maxlens([self.single_key])
         elif self.route._mode == ROUTE_LISTED:
@@ -203,6 +209,9 @@ cdef class PushSession(WSListener):
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.counters.push_sockets -= 1
+        if self.held_keys:
+            self.maxlen_cache.release(list(self.held_keys))
+            self.held_keys = set()
         self.backlog = []
         self.fragments = None
         self.header = None
@@ -368,6 +377,11 @@ cdef class PushSession(WSListener):
             return HANDLED
         keys = parsed._keys
         key_count = len(keys)
+        if self.route._mode == ROUTE_ANY:
+            # "*": the streams are the headers' to name; each one is held from its first.
+            new_keys = [key for key in keys if key not in self.held_keys]
+            if new_keys:
+                self._hold_keys(new_keys)
         missing = [key for key in keys if key not in self.maxlens]
         if missing:
             self._hold(WSMsgType.TEXT, self.header)
@@ -448,6 +462,11 @@ cdef class PushSession(WSListener):
             return True
         self.sent_with_map = self.shards.version
         return False
+
+    cdef int _hold_keys(self, list keys) except -1:
+        self.held_keys.update(keys)
+        self.maxlen_cache.hold(keys)
+        return 0
 
     cdef PushMessage _new_message(self, Py_ssize_t parts):
         cdef PushMessage message = PushMessage.__new__(PushMessage)
