@@ -6,6 +6,7 @@ own, since both tests change the cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import urllib.request
@@ -289,6 +290,50 @@ async def test_pushes_wait_out_a_slot_that_no_master_serves(
     assert resends(cluster_engine) > resends_before
     store.close()
     owner.close()
+
+
+def replica_of(cluster: LocalCluster) -> dict[int, int]:
+    """Each master's port -> the port of a replica of it (ROLE on every node)."""
+    replicas = {}
+    for port in cluster.running():
+        with redis.Redis(port=port) as node:
+            role = node.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        if role[0] == b"slave":
+            replicas[int(role[2])] = port
+    return replicas
+
+
+async def test_replicas_durability_acks_once_each_masters_replica_has_its_entries(
+    cluster: LocalCluster, cluster_engine: EngineProcess
+) -> None:
+    """durability=replicas:1 on a cluster: one message over streams of three
+    masters is acked once every master's WAIT saw a replica take its part, so
+    each replica holds its entries when the ack arrives; replicas:2 (the
+    cluster has one replica per master) closes 1011 without an ack."""
+    tag = uuid.uuid4().hex[:8]
+    by_master: dict[int, str] = {}
+    while len(by_master) < 3:
+        sid = f"durable-{tag}-{len(by_master)}-{uuid.uuid4().hex[:4]}"
+        by_master.setdefault(cluster.master_of(sid), sid)
+    sids = list(by_master.values())
+    token = cluster_engine.token()
+    url = f"{cluster_engine.ws_url}/data/*/push?token={token}&ack=true&offsets=start&durability=replicas:1"
+    async with websockets.connect(url) as producer:
+        await producer.send(json.dumps([[sid, i] for i, sid in enumerate(sids)]))
+        await producer.send(b"abc")
+        ids = str(await asyncio.wait_for(producer.recv(), 10)).split(",")
+    replicas = replica_of(cluster)
+    for (master, sid), entry_id, payload in zip(by_master.items(), ids, [b"a", b"b", b"c"], strict=True):
+        with redis.Redis(port=replicas[master]) as replica:
+            replica.execute_command("READONLY")  # type: ignore[no-untyped-call]
+            assert replica.xrange(sid) == [(entry_id.encode(), {b"d": payload})]
+    url = f"{cluster_engine.ws_url}/data/{sids[0]}/push?token={token}&ack=true&durability=replicas:2"
+    async with websockets.connect(url) as producer:
+        await producer.send(b"d")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(producer.recv(), 15)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+    assert "only 1 of 2 replicas" in closed.value.rcvd.reason
 
 
 async def test_a_killed_master_is_replaced_and_pushes_resume(
