@@ -41,11 +41,8 @@ async def post_entries(request: Request) -> Response:
         entries.append((key, part.data))
     if not entries:
         raise HTTPException(400, "no file parts: every file part becomes one entry")
-    maxlens = runtime.maxlens
-    missing = list({key for key, _ in entries if key not in maxlens.values})
-    if missing:
-        await maxlens.load(missing)
-    commands = [(key, b"*", payload, maxlens.values[key]) for key, payload in entries]
+    maxlen_of = await runtime.maxlens.values_of({key for key, _ in entries})
+    commands = [(key, b"*", payload, maxlen_of[key]) for key, payload in entries]
     try:
         ids = await store_entries(
             runtime.shards, commands, runtime.durability
@@ -54,4 +51,8 @@ async def post_entries(request: Request) -> Response:
         # e.g. WRONGTYPE: the key holds something other than a stream. Parts
         # before the refused one are stored (Redis has no rollback).
         raise HTTPException(400, f"Redis refused an entry: {error}") from None
+    tally = runtime.counters.streams
+    if tally is not None:
+        for key, payload in entries:
+            tally.record(key, 1, len(payload))
     return ORJSONResponse([entry_id.decode() for entry_id in ids])

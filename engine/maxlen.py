@@ -73,6 +73,17 @@ class MaxLenCache:
             waits.append(future)
         await asyncio.gather(*waits)
 
+    async def values_of(self, keys: set[bytes]) -> dict[bytes, int]:
+        """``keys``' max_len, read first where not cached (a stream forgotten while
+        another was read is read again)."""
+        while True:
+            missing = [key for key in keys if key not in self.values]
+            if missing:
+                await self.load(missing)
+            found = {key: self.values.get(key) for key in keys}
+            if all(value is not None for value in found.values()):
+                return found  # type: ignore[return-value]
+
     def _send_queued(self) -> None:
         keys, self._queued = self._queued, []
         task = asyncio.get_running_loop().create_task(self._read(keys))

@@ -195,7 +195,9 @@ class RuntimeCollector(Collector):
             labels=["pid"],
         )
         for one in samples:
-            latency = one["ack_latency"]
+            latency = one.get("ack_latency")  # None in a worker's figures from an older version
+            if latency is None:
+                continue
             acks.add_metric(
                 [str(one["pid"])], histogram_buckets(latency["le"], latency["counts"]), latency["sum"]
             )
@@ -233,9 +235,10 @@ def http_families(samples: list[dict[str, Any]]) -> Iterator[Metric]:
     )
     for one in samples:
         pid = str(one["pid"])
-        for route, method, status, count in one["http"]["requests"]:
+        http = one.get("http", {})
+        for route, method, status, count in http.get("requests", []):
             requests.add_metric([pid, route, method, status], float(count))
-        for route, method, histogram in one["http"]["durations"]:
+        for route, method, histogram in http.get("durations", []):
             durations.add_metric(
                 [pid, route, method], histogram_buckets(HTTP_DURATION_LE, histogram[:-1]), histogram[-1]
             )

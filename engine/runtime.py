@@ -183,6 +183,8 @@ class Runtime:
             link.close()
         for link in self.links:
             await link.wait_closed()
+        if self.cluster is not None and self.cluster.resender is not None:
+            await self.cluster.resender.close()  # nothing can be refused any more
         await self.control.aclose()
 
 

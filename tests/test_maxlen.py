@@ -104,3 +104,18 @@ def test_streams_no_socket_holds_are_forgotten_at_the_second_refresh(redis_url: 
             await served.close()
 
     run("uvloop", main)
+
+
+def test_values_of_reads_what_was_forgotten(redis_url: str, sid: str) -> None:
+    async def main() -> None:
+        runtime = await open_runtime(redis_url)
+        try:
+            keys = {f"{sid}-{i}".encode() for i in range(3)}
+            assert await runtime.maxlens.values_of(keys) == dict.fromkeys(keys, runtime.config.max_len)
+            assert runtime.maxlens.forget_unheld(keep_released=False) >= 3
+            assert not keys & set(runtime.maxlens.values)
+            assert await runtime.maxlens.values_of(keys) == dict.fromkeys(keys, runtime.config.max_len)
+        finally:
+            await runtime.close()
+
+    run("uvloop", main)

@@ -173,6 +173,13 @@ async def test_per_stream_counts_only_when_asked_and_capped(
             await producer.send(json.dumps([[b, 0], [c, 3], [b, 7]]))
             await producer.send(b"bbbcccc" + b"bb")
             await asyncio.wait_for(producer.recv(), 10)
+        # An upload is counted too.
+        posted = httpx.post(
+            f"{counted.base_url}/data/{a}",
+            files={"e": (a, b"xyz")},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert posted.status_code == 200
         samples = {
             (sample.name, sample.labels["stream"]): sample.value
             for family in text_string_to_metric_families(httpx.get(f"{counted.base_url}/metrics").text)
@@ -180,8 +187,8 @@ async def test_per_stream_counts_only_when_asked_and_capped(
             if sample.name.startswith("ptg_stream_")
         }
         assert samples == {
-            ("ptg_stream_entries_total", a): 2,
-            ("ptg_stream_bytes_total", a): 12,
+            ("ptg_stream_entries_total", a): 3,
+            ("ptg_stream_bytes_total", a): 15,
             ("ptg_stream_entries_total", b): 2,
             ("ptg_stream_bytes_total", b): 5,
             ("ptg_stream_entries_total", "_other"): 1,

@@ -119,7 +119,8 @@ class ClusterMap:
         self.on_master_moved: Callable[[int], object] = lambda node: None
         self.on_slots_moved: Callable[[], object] = lambda: None
         self.reads = 0
-        # Sends again what a node did not execute (set up by the runtime).
+        # Sends again what a node did not execute (set up, and closed after the
+        # connections that use it, by the runtime).
         self.resender: Resender | None = None
         self._placed: list[tuple[int, int, int]] = []
         self._task: asyncio.Task[None] | None = None
@@ -202,8 +203,6 @@ class ClusterMap:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self.resender is not None:
-            await self.resender.close()
 
 
 def with_redirect(

@@ -27,9 +27,9 @@ after it (acks stay in order and give the ids as stored).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
-from collections import deque
 from dataclasses import dataclass
 
 from hiredis import ReplyError
@@ -52,6 +52,7 @@ class _Refused:
     command: bytes
     handle: ResendHandle
     deadline: float
+    order: int  # when it was first refused: the queue keeps this order
 
 
 def command_key(command: bytes) -> bytes:
@@ -81,32 +82,47 @@ class Resender:
     def __init__(self, cluster: ClusterMap, shards: Shards):
         self.cluster = cluster
         self.shards = shards
-        self._waiting: deque[_Refused] = deque()
+        self._waiting: list[_Refused] = []  # by first refusal
+        self._current: _Refused | None = None  # the one being sent from the queue
+        self._refusals = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self._elsewhere: dict[tuple[str, int], RedisConnection] = {}  # ASK targets that are no master yet
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._send_waiting())
 
     async def close(self) -> None:
+        """After the ingest connections closed: what still waits fails."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for refused in self._waiting:
-            refused.handle.fail("the engine is stopping")
+        self._fail_waiting("the engine is stopping")
         for connection in self._elsewhere.values():
             connection.close()
 
     def resend(self, error: ReplyError, command: bytes, handle: ResendHandle) -> None:
-        self._try(_Refused(error, command, handle, asyncio.get_running_loop().time() + RESEND_SECONDS))
+        """The connections' ``on_resend``. Never answers ``handle`` before it returns."""
+        self._refusals += 1
+        deadline = asyncio.get_running_loop().time() + RESEND_SECONDS
+        self._try(_Refused(error, command, handle, deadline, self._refusals))
 
     def _try(self, refused: _Refused) -> None:
-        # Behind a command that waits, a command waits too: order is kept.
-        if not self._waiting and self._send_now(refused):
+        if self._closed:
+            asyncio.get_running_loop().call_soon(refused.handle.fail, "the engine is stopping")
             return
-        self._waiting.append(refused)
+        # Behind a command that waits, a command waits too: order is kept.
+        if not self._waiting and self._current is None and self._send_now(refused):
+            return
+        bisect.insort(self._waiting, refused, key=lambda waiting: waiting.order)
         self._wake.set()
+
+    def _fail_waiting(self, reason: str) -> None:
+        waiting, self._waiting = self._waiting, []
+        for refused in waiting:
+            refused.handle.fail(reason)
 
     # -- at once --------------------------------------------------------
 
@@ -160,14 +176,18 @@ class Resender:
             await self._wake.wait()
             self._wake.clear()
             while self._waiting:
-                refused = self._waiting[0]
+                refused = self._current = self._waiting.pop(0)
                 try:
                     reply = await self._until_answered(refused)
                 except RedisUnavailable as error:
                     refused.handle.fail(str(error))
+                except Exception:
+                    log.exception("cannot send a refused command again")
+                    refused.handle.fail("internal error while resending")
                 else:
                     refused.handle.answer(reply)  # still refused after its deadline: the producer is told
-                self._waiting.popleft()
+                finally:
+                    self._current = None
 
     async def _until_answered(self, refused: _Refused) -> object:
         loop = asyncio.get_running_loop()
@@ -184,10 +204,13 @@ class Resender:
 
     async def _target_of(self, refused: _Refused) -> tuple[RedisConnection | None, bool]:
         """Where ``refused`` can go now, waiting (until its deadline) for a slot's
-        master to be known or the cluster to be whole again."""
+        master to be known or the cluster to be whole again. A command that
+        waited behind others past its deadline still gets one look."""
         loop = asyncio.get_running_loop()
         target = redirect_target(refused.error)
-        while loop.time() < refused.deadline:
+        first = True
+        while first or loop.time() < refused.deadline:
+            first = False
             if target is not None and target[0] == "ASK":
                 connection = self._master_at(*target[1:]) or await self._connect_elsewhere(*target[1:])
                 if connection is not None:

@@ -23,6 +23,9 @@ cdef double CLOSE_ACK_TIMEOUT_SECONDS = 10.0
 # Parsed headers take up to 4x their text in C arrays.
 cdef Py_ssize_t MAX_HEADER_BYTES = 8 * 1024 * 1024
 cdef Py_ssize_t DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+# A "*" socket holds at most this many streams in the max_len cache; past it a
+# stream it names may be forgotten by a refresh and read again on its next use.
+cdef Py_ssize_t MAX_HELD_STREAMS = 10000
 
 
 @cython.final
@@ -377,7 +380,7 @@ cdef class PushSession(WSListener):
             return HANDLED
         keys = parsed._keys
         key_count = len(keys)
-        if self.route._mode == ROUTE_ANY:
+        if self.route._mode == ROUTE_ANY and len(self.held_keys) < MAX_HELD_STREAMS:
             # "*": the streams are the headers' to name; each one is held from its first.
             new_keys = [key for key in keys if key not in self.held_keys]
             if new_keys:

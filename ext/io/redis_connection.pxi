@@ -351,7 +351,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
             raise RedisProtocolError("Redis sent a reply nobody asked for")
         request = <RedisRequest>self.pending[0]
         if self.keeps_sent:
-            command = self._answered_command(type(reply) is ReplyError)
+            command = self._answered_command(is_retryable(reply))
         self.counters.redis_replies += 1
         if type(reply) is ReplyError:
             self.counters.redis_errors += 1
@@ -422,15 +422,19 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         handle.connection = self
         handle.request = request
         handle.index = request.received
+        request.resending += 1
+        # Its owner sends nothing new meanwhile: that could be stored before it.
+        self._hold_for_resend(request.owner, True)
         try:
+            # on_resend answers the handle later, never before it returns.
             self.on_resend(error, command, handle)
         except Exception:
             _redis_log.exception("cannot send a redirected command again")
+            handle.used = True
+            request.resending -= 1
+            self._hold_for_resend(request.owner, False)
             return False
-        request.resending += 1
         self.counters.redis_resends += 1
-        # Its owner sends nothing new meanwhile: that could be stored before it.
-        self._hold_for_resend(request.owner, True)
         return True
 
     cdef int _hold_for_resend(self, RedisOwner owner, bint held) except -1:
