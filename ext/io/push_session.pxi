@@ -162,7 +162,8 @@ cdef class PushSession(WSListener):
     cdef bytes header                # batch mode: the header waiting for its blob
     cdef bytearray fragments         # a fragmented message being reassembled
     cdef WSMsgType fragments_type
-    cdef list backlog                # messages (type, bytes) held while max_len loads
+    cdef list backlog                # messages (type, bytes, arrival time) held while max_len loads
+    cdef double replaying_arrived_at # while a held message is replayed: when it arrived
     cdef bint waiting                # for max_len metadata
     cdef bint draining               # for the messages in flight (the slot map changed)
     cdef uint64_t sent_with_map      # the shard map's version the messages in flight went by
@@ -244,7 +245,7 @@ cdef class PushSession(WSListener):
         if msg_type == WSMsgType.CLOSE:
             if self.waiting or self.backlog:
                 # Messages before the close still get stored: answer it after them.
-                self.backlog.append((msg_type, frame.get_payload_as_bytes()))
+                self._hold(msg_type, frame.get_payload_as_bytes())
             else:
                 self._answer_close(frame.get_payload_as_bytes())
             return 0
@@ -263,7 +264,7 @@ cdef class PushSession(WSListener):
             return 0
         self.counters.push_messages += 1
         if self.waiting or self.backlog:
-            self.backlog.append((msg_type, frame.get_payload_as_bytes()))
+            self._hold(msg_type, frame.get_payload_as_bytes())
             return 0
         self._handle(msg_type, frame.payload_ptr, frame.payload_size, None, frame)
         return 0
@@ -291,7 +292,7 @@ cdef class PushSession(WSListener):
         self.fragments = None
         self.counters.push_messages += 1
         if self.waiting or self.backlog:
-            self.backlog.append((self.fragments_type, message))
+            self._hold(self.fragments_type, message)
         else:
             self._handle(self.fragments_type, message, len(message), message, None)
         return 0
@@ -476,7 +477,8 @@ cdef class PushSession(WSListener):
         message.parts_left = parts
         message.part_replies = [None] * parts
         if self.ack:
-            message.arrived_at = monotonic()
+            # A message replayed from the backlog arrived when it was held.
+            message.arrived_at = self.replaying_arrived_at or monotonic()
         self.in_flight.append(message)
         return message
 
@@ -606,7 +608,8 @@ cdef class PushSession(WSListener):
     # -- waiting for max_len ----------------------------------------------
 
     cdef int _hold(self, WSMsgType msg_type, bytes payload) except -1:
-        self.backlog.append((msg_type, payload))
+        # A message held again while it is replayed keeps its first arrival.
+        self.backlog.append((msg_type, payload, self.replaying_arrived_at or monotonic()))
         return 0
 
     cdef int _wait_for_maxlens(self, list keys) except -1:
@@ -632,14 +635,20 @@ cdef class PushSession(WSListener):
     cdef int _replay(self) except -1:
         cdef WSMsgType msg_type
         cdef bytes payload
+        cdef HandleResult handled
         backlog, self.backlog = self.backlog, []
-        for position, (msg_type, payload) in enumerate(backlog):
+        for position, (msg_type, payload, arrived_at) in enumerate(backlog):
             if self.close_code != 0:
                 break  # what was framed before the refusal must still be written
             if msg_type == WSMsgType.CLOSE:
                 self._answer_close(payload)
                 break
-            if self._handle(msg_type, payload, len(payload), payload, None) != HANDLED:
+            self.replaying_arrived_at = arrived_at
+            try:
+                handled = self._handle(msg_type, payload, len(payload), payload, None)
+            finally:
+                self.replaying_arrived_at = 0.0
+            if handled != HANDLED:
                 # _handle put this message back on the backlog: keep the rest after it.
                 self.backlog.extend(backlog[position + 1:])
                 break
