@@ -138,6 +138,8 @@ cdef class _PushOwner(RedisOwner):
         # Each connection holds and releases on its own: pause while any holds.
         if self.session is not None:
             self.session.holds += 1 if held else -1
+            if self.session.holds == 0:
+                self.session.replay_if_ready()
             self.session.update_reading()
         return 0
 
@@ -522,8 +524,7 @@ cdef class PushSession(WSListener):
             self._finish(<PushMessage>self.in_flight.popleft())
         if self.draining and not self.in_flight:
             self.draining = False
-            if self.close_code == 0:
-                self._replay()
+            self.replay_if_ready()
             self.update_reading()
         self._maybe_finish_close()
         self._let_go_if_done()
@@ -629,8 +630,17 @@ cdef class PushSession(WSListener):
             return
         self.waiting = False
         self.waiting_task = None
-        self._replay()
+        self.replay_if_ready()
         self.update_reading()
+
+    cdef int replay_if_ready(self) except -1:
+        """Replay the held messages once nothing holds them: metadata loaded, the
+        messages of an older slot map stored, and no connection holding this
+        socket (a command of it being resent, or Redis behind), so none of them
+        can be stored before one sent earlier."""
+        if self.backlog and not self.waiting and not self.draining and self.holds == 0 and self.close_code == 0:
+            self._replay()
+        return 0
 
     cdef int _replay(self) except -1:
         cdef WSMsgType msg_type
