@@ -56,6 +56,9 @@ class MaxLenCache:
         self._loading: dict[bytes, asyncio.Future[None]] = {}
         self._queued: list[bytes] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # One read at a time: a crowd's reads then share one connection of the
+        # pool instead of opening more (their objects outlive the crowd).
+        self._reading = asyncio.Lock()
         self._stopping = False
 
     async def load(self, keys: list[bytes]) -> None:
@@ -93,7 +96,7 @@ class MaxLenCache:
     async def _read(self, keys: list[bytes]) -> None:
         futures = [self._loading.pop(key) for key in keys]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self._reading, self.redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.get(META_PREFIX.encode() + key)
                 raws = await pipe.execute()
