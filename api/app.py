@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 
-from api import data, docs, metrics, mjpeg, streams, token, ui, upload
+from api import data, docs, health, metrics, mjpeg, streams, token, ui, upload
 from api.errors import EXCEPTION_HANDLERS
 from api.limits import BodyDeadline
 from api.request_metrics import RequestMetrics
@@ -18,6 +18,7 @@ from engine.runtime import Runtime
 ROUTES = [
     Route("/token", token.issue_token, methods=["POST"]),
     Route("/ping", streams.ping, methods=["GET"]),
+    Route("/health", health.health, methods=["GET"]),
     Route("/metrics", metrics.metrics, methods=["GET"]),
     Route("/streams/", streams.list_streams, methods=["GET"]),
     Route("/streams", streams.list_streams, methods=["GET"]),

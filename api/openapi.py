@@ -107,6 +107,14 @@ SPEC: dict[str, Any] = {
             )
         },
         "/ping": {"get": _op("true while Redis answers (503 and false when it does not)", security=[])},
+        "/health": {
+            "get": _op(
+                "The engine's version and uptime, its Redis (server, version, reachable, the "
+                "cluster's state when it is one) and this process's open sockets; 503 while "
+                "Redis does not answer",
+                security=[],
+            )
+        },
         "/streams/": {
             "get": _op(
                 "Sorted stream ids, or info objects", [_query("info", "boolean", "return info objects")]

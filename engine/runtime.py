@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis, RedisCluster
@@ -63,6 +64,7 @@ class Runtime:
     cluster: ClusterMap | None  # the slot map of a Redis Cluster, kept true; None for one Redis
     metrics_share: MetricsShare | None = None  # with --workers N: this worker's metrics for the others
     http_stats: RequestStats = field(default_factory=RequestStats)  # for /metrics
+    started: float = field(default_factory=time.monotonic)  # for /health's uptime
     ws_router: WebSocketRouter = field(init=False)
 
     def __post_init__(self) -> None:

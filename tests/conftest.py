@@ -38,6 +38,7 @@ ON_BOTH_BACKENDS = {
     "test_post_data",
     "test_rest_streams",
     "test_maxlen",
+    "test_health",
 }
 
 

@@ -126,6 +126,12 @@ def test_every_rest_endpoint_answers_503_while_redis_is_down(
                 assert response.status_code == 503, (method, path, response.text)
                 assert response.json() == {"detail": "Redis is unavailable"}
             assert client.get("/ping").status_code == 503
+            health = client.get("/health")
+            assert health.status_code == 503
+            assert (
+                health.json()["status"] == "redis unreachable"
+                and health.json()["redis"]["reachable"] is False
+            )
     finally:
         proxy.refuse(False)
     assert "Traceback" not in engine.log()
