@@ -7,12 +7,11 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from api.security import runtime_of
-from api.streams import ORJSONResponse
+from api.streams import ORJSONResponse, redis_trouble
 from engine import __version__
 
 if TYPE_CHECKING:
@@ -28,12 +27,10 @@ async def health(request: Request) -> Response:
         "server": runtime.server.name,
         "version": ".".join(map(str, runtime.server.version)),
     }
-    try:
-        await runtime.control.ping()
-        redis["reachable"] = True
-    except (RedisError, OSError) as error:
-        redis["reachable"] = False
-        redis["error"] = str(error) or type(error).__name__
+    trouble = await redis_trouble(runtime)
+    redis["reachable"] = trouble is None
+    if trouble is not None:
+        redis["error"] = trouble
     if runtime.cluster is not None:
         redis["cluster"] = await _cluster_state(runtime)
     counters = runtime.counters
@@ -43,7 +40,7 @@ async def health(request: Request) -> Response:
         "uptime_seconds": round(time.monotonic() - runtime.started, 3),
         "redis": redis,
         "sockets": {"push": counters.push_sockets, "pull": counters.pull_sockets},
-        "redis_connections_up": sum(link.connection is not None for link in runtime.links),
+        "redis_connections_up": runtime.redis_connections_up(),
         "pid": os.getpid(),
     }
     return ORJSONResponse(body, status_code=200 if redis["reachable"] else 503)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.exceptions import RedisError
@@ -13,6 +13,9 @@ from starlette.responses import JSONResponse, Response
 from api.limits import METADATA_LIMIT, read_body
 from api.params import flag, path_stream_ids
 from api.security import authenticated_user, runtime_of
+
+if TYPE_CHECKING:
+    from engine.runtime import Runtime
 from engine.store import StreamMissing
 
 
@@ -23,11 +26,18 @@ class ORJSONResponse(JSONResponse):
 
 async def ping(request: Request) -> Response:
     """``true`` while Redis answers; ``false`` with 503 when it does not."""
-    try:
-        await runtime_of(request).control.ping()
-    except (RedisError, OSError):
+    if await redis_trouble(runtime_of(request)) is not None:
         return ORJSONResponse(False, status_code=503)
     return ORJSONResponse(True)
+
+
+async def redis_trouble(runtime: Runtime) -> str | None:
+    """Why Redis does not answer a PING now, or None when it does."""
+    try:
+        await runtime.control.ping()
+    except (RedisError, OSError) as error:
+        return str(error) or type(error).__name__
+    return None
 
 
 async def list_streams(request: Request) -> Response:

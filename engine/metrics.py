@@ -128,7 +128,7 @@ def sample(runtime: Runtime) -> dict[str, Any]:
         "pull_sockets": snapshot["pull_sockets"],
         "followed_streams": len(runtime.pulls.feeds),
         "redis_in_flight_bytes": sum(link.in_flight_bytes() for link in runtime.links),
-        "redis_connections_up": sum(link.connection is not None for link in runtime.links),
+        "redis_connections_up": runtime.redis_connections_up(),
         "cpu_seconds": times.user + times.system,
         "resident_bytes": resident_bytes(),
         "ack_latency": snapshot["ack_latency"],

@@ -156,6 +156,10 @@ class Runtime:
             cluster=cluster,
         )
 
+    def redis_connections_up(self) -> int:
+        """This process's connections to Redis that are up now."""
+        return sum(link.connection is not None for link in self.links)
+
     @property
     def lacks_ms_any_seq(self) -> str | None:
         """Why this Redis cannot store "ms-*" entry ids (it picks the sequence from 7.0 on)."""

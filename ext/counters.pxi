@@ -120,10 +120,6 @@ cdef class Counters:
         """Count a close sent with ``code`` (for closes made in Python)."""
         self.count_close(code)
 
-    def record_ack_latency(self, double seconds, uint64_t acks=1):
-        """Count ``acks`` acks written ``seconds`` after their message arrived."""
-        self.count_ack_latency(seconds, acks)
-
     def snapshot(self):
         """Every counter by name; ``closes`` maps close codes (0: any other) to
         counts; ``ack_latency`` has the buckets' upper bounds (``le``), the count

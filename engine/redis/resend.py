@@ -17,9 +17,9 @@ sent one command at a time. The producer whose command is being resent
 reads nothing new meanwhile, and a producer whose messages in flight went
 by an older slot map sends nothing new until they are stored (PushSession,
 Shards.version): its next message may go straight to the new master, which
-must not store it before the older ones come back there redirected. A command still refused after
-RESEND_SECONDS gets its last answer, and its producer is closed 1011 as
-before. What pipelining cannot order: when a slot comes back between two
+must not store it before the older ones come back there redirected. A
+command still refused after RESEND_SECONDS gets its last answer, and its
+producer is closed 1011 as before. What pipelining cannot order: when a slot comes back between two
 commands already on their way, the second is stored and the first resent
 after it (acks stay in order and give the ids as stored).
 """
@@ -157,12 +157,7 @@ class Resender:
             refused.handle.fail(str(done.exception() or "cancelled"))
             return
         reply = done.result()[-1]
-        if (
-            isinstance(reply, ReplyError)
-            and worth_retrying(reply)
-            and asyncio.get_running_loop().time() < refused.deadline
-        ):
-            refused.error = reply
+        if _try_again(refused, reply):
             self._try(refused)
             return
         refused.handle.answer(reply)
@@ -190,16 +185,13 @@ class Resender:
                     self._current = None
 
     async def _until_answered(self, refused: _Refused) -> object:
-        loop = asyncio.get_running_loop()
         while True:
             connection, asking = await self._target_of(refused)
             if connection is None:
                 return refused.error
             reply = (await _send_raw(connection, refused.command, asking))[-1]
-            retry = isinstance(reply, ReplyError) and worth_retrying(reply)
-            if not retry or loop.time() >= refused.deadline:
+            if not _try_again(refused, reply):
                 return reply
-            refused.error = reply  # type: ignore[assignment]
             await asyncio.sleep(RETRY_PAUSE_SECONDS)
 
     async def _target_of(self, refused: _Refused) -> tuple[RedisConnection | None, bool]:
@@ -234,6 +226,15 @@ class Resender:
             self._elsewhere[(host, port)] = connection
             return connection
         return None
+
+
+def _try_again(refused: _Refused, reply: object) -> bool:
+    """Whether ``reply`` refuses ``refused`` once more with time left to try again
+    (it then becomes the error the next try goes by)."""
+    if not worth_retrying(reply) or asyncio.get_running_loop().time() >= refused.deadline:
+        return False
+    refused.error = reply  # type: ignore[assignment]
+    return True
 
 
 def _send_raw(connection: RedisConnection, command: bytes, asking: bool) -> asyncio.Future[list[object]]:

@@ -358,7 +358,8 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
             if self.on_redirect is not None and is_redirect(reply):
                 # The slot is served elsewhere now: the command was not executed.
                 self.on_redirect(reply)
-            if command is not None and is_retryable(reply) and self._resend(request, reply, command):
+            # A kept command comes back only for a retryable reply.
+            if command is not None and self._resend(request, reply, command):
                 reply = None  # in its place until the command is answered elsewhere
             else:
                 request.errors += 1
@@ -386,12 +387,13 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
 
     # -- a cluster's redirects ---------------------------------------------
 
-    cdef int _keep_sent(self) except -1:
+    cdef bytes _keep_sent(self):
+        """Keep everything framed until it is answered; the kept bytes."""
         cdef _SentBatch batch = _SentBatch.__new__(_SentBatch)
         batch.framed = self.writer.rest_after(0)
         batch.commands = self.writer.commands()
         self.sent.append(batch)
-        return 0
+        return batch.framed
 
     cdef bytes _answered_command(self, bint wanted):
         """The next reply answers the oldest kept command: forget it, and return
@@ -605,6 +607,7 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         must not outlive the frame callback)."""
         cdef RespWriter writer = self.writer
         cdef Py_ssize_t written = 0, needed
+        cdef bytes kept = None
         self.end_request()
         if self.connected and (self.barrier_local or self.barrier_replicas):
             self._frame_barrier()
@@ -615,14 +618,15 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
             writer.reset()
             return 0
         if self.keeps_sent:
-            self._keep_sent()
+            kept = self._keep_sent()
         if self.fd >= 0 and self.transport.get_write_buffer_size() == 0:
             needed = writer.vector_count()
             if needed > self.vectors_capacity:
                 self._grow_vectors(needed)
             written = write_vectors(self.fd, self.vectors, writer.fill_vectors(self.vectors))
         if written < writer.pending():
-            self.transport.write(writer.rest_after(written))
+            # What the socket did not take, from the kept copy when there is one.
+            self.transport.write(writer.rest_after(written) if kept is None else memoryview(kept)[written:])
         writer.reset()
         return 0
 
