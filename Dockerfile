@@ -23,9 +23,12 @@ RUN useradd --system --uid 10001 --create-home --home-dir /home/ptg ptg \
 COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
 USER ptg
+# PYTHONMALLOC: the allocator the engine would otherwise start itself again on
+# (engine/allocator.py).
 ENV PTG_HOST=0.0.0.0 \
     PTG_PORT=7890 \
-    PTG_DATA_DIR=/data
+    PTG_DATA_DIR=/data \
+    PYTHONMALLOC=malloc
 VOLUME /data
 EXPOSE 7890
 HEALTHCHECK --interval=10s --timeout=3s \

@@ -1,7 +1,7 @@
 # Types of engine._core, the compiled core built from ext/ (checked against the
 # module by tests/test_core_stub.py with mypy's stubtest).
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol, final
 
 from hiredis import ReplyError
@@ -262,7 +262,9 @@ class _MaxLenSource(Protocol):
     """What a push session reads stream MAXLENs from (engine.maxlen.MaxLenCache)."""
 
     values: dict[bytes, int]
-    def load(self, keys: list[bytes]) -> Awaitable[None]: ...
+    def loaded(self, keys: list[bytes]) -> asyncio.Future[list[None]]: ...
+    def hold(self, keys: list[bytes]) -> None: ...
+    def release(self, keys: list[bytes]) -> None: ...
 
 @final
 class PushOptions:

@@ -169,6 +169,8 @@ class FrontProtocol(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WS_SOCKET_RECEIVE_BUFFER_BYTES)
         # engine.asgi puts the runtime into the lifespan state uvicorn hands every connection.
         runtime: Runtime = self.app_state["runtime"]
+        # It grew with every crowd of sockets, and uvicorn keeps it.
+        runtime.trimmer.watch(self.server_state.connections)
         protocol = TrackedWSProtocol(
             runtime.ws_router,
             runtime.config.max_message_size + FRAME_SIZE_MARGIN,

@@ -26,6 +26,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from engine.memory import compact
 from engine.meta import META_PREFIX, max_len_of, parse_meta
 from engine.redis.link import Backoff
 
@@ -64,6 +65,12 @@ class MaxLenCache:
     async def load(self, keys: list[bytes]) -> None:
         """Read ``keys``' max_len into ``values``: joined to a load already under way,
         and sent with every other key asked for in this turn of the loop."""
+        # Shielded: cancelling one caller must not cancel the reads others share.
+        await asyncio.shield(self.loaded(keys))
+
+    def loaded(self, keys: list[bytes]) -> asyncio.Future[list[None]]:
+        """``load`` without a coroutine: a future done once ``keys``' max_len are read
+        (or failed to be). Cancelling it would cancel reads other callers share."""
         waits = []
         for key in keys:
             future = self._loading.get(key)
@@ -74,7 +81,7 @@ class MaxLenCache:
                     asyncio.get_running_loop().call_soon(self._send_queued)
                 self._queued.append(key)
             waits.append(future)
-        await asyncio.gather(*waits)
+        return asyncio.gather(*waits)
 
     async def values_of(self, keys: set[bytes]) -> dict[bytes, int]:
         """``keys``' max_len, read first where not cached (a stream forgotten while
@@ -141,6 +148,11 @@ class MaxLenCache:
         unheld = [key for key in self.values if key not in self.holders and key not in released]
         for key in unheld:
             del self.values[key]
+        if len(unheld) > len(self.values):
+            # PushSession keeps ``values`` itself: compacted in place.
+            compact(self.values)
+            compact(self.holders)
+            compact(self._loading)
         return len(unheld)
 
     async def changed(self, sid: str, meta: dict[str, Any] | None) -> None:
@@ -198,11 +210,16 @@ class MaxLenCache:
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_SECONDS)
-            self.forget_unheld()
-            keys = list(self.values)
-            if not keys:
-                continue
-            try:
-                await self.load(keys)
-            except _REDIS_TROUBLE as error:
-                log.warning("cannot refresh stream max_len metadata: %s", error)
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        # A function of its own: a list of the keys kept in the loop above stayed
+        # alive through the next sleep, after the sockets that held them left.
+        self.forget_unheld()
+        keys = list(self.values)
+        if not keys:
+            return
+        try:
+            await self.load(keys)
+        except _REDIS_TROUBLE as error:
+            log.warning("cannot refresh stream max_len metadata: %s", error)

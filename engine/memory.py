@@ -1,5 +1,7 @@
 """Giving memory back after a crowd of sockets left: glibc keeps the heap pages
-it freed, so RSS stayed where the peak was; malloc_trim(0) returns them."""
+it freed, so RSS stayed where the peak was; malloc_trim(0) returns them. Dicts
+and sets never shrink as entries go, so the tables a crowd grew are compacted
+first (engine.allocator says why the engine runs on glibc's malloc)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import gc
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from engine._core import Counters
 
@@ -22,6 +25,20 @@ TRIM_AFTER_CLOSED = 200
 TRIMS_AFTER_CLOSING = 3
 
 _LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def compact(table: dict[Any, Any] | set[Any]) -> None:
+    """Shrink ``table`` to what it holds, in place, so whatever refers to it keeps
+    it: a dict or set that once held 9,000 sockets' entries keeps a table of that
+    size (about 300 KB) after they are gone, however few it holds now."""
+    if isinstance(table, dict):
+        items = list(table.items())
+        table.clear()
+        table.update(items)
+    else:
+        members = list(table)
+        table.clear()
+        table.update(members)
 
 
 def trim() -> bool:
@@ -46,6 +63,11 @@ class MemoryTrimmer:
         self.forget = forget
         self._task: asyncio.Task[None] | None = None
         self._trims_left = 0
+        self._tables: dict[int, dict[Any, Any] | set[Any]] = {}
+
+    def watch(self, table: dict[Any, Any] | set[Any]) -> None:
+        """Compact ``table``, which lives as long as the process, before each trim."""
+        self._tables[id(table)] = table
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._watch())
@@ -67,5 +89,7 @@ class MemoryTrimmer:
                 # Closed connections wait in reference cycles (protocol and transport
                 # refer to each other) until a full collection frees them.
                 self.forget()
+                for table in self._tables.values():
+                    compact(table)
                 gc.collect()
                 await asyncio.get_running_loop().run_in_executor(None, trim)

@@ -12,6 +12,7 @@ import pytest
 import redis
 import websockets
 
+from engine.meta import META_PREFIX
 from tests.inprocess import open_runtime, run, serve
 
 
@@ -116,6 +117,43 @@ def test_values_of_reads_what_was_forgotten(redis_url: str, sid: str) -> None:
             assert not keys & set(runtime.maxlens.values)
             assert await runtime.maxlens.values_of(keys) == dict.fromkeys(keys, runtime.config.max_len)
         finally:
+            await runtime.close()
+
+    run("uvloop", main)
+
+
+def every_node(store: redis.Redis, *command: str) -> None:
+    nodes = store.get_primaries() if isinstance(store, redis.RedisCluster) else [None]
+    for node in nodes:
+        client = store if node is None else store.get_redis_connection(node)
+        client.execute_command(*command)
+
+
+def test_a_caller_cancelled_while_max_len_loads_does_not_cancel_the_others(
+    redis_url: str, store: redis.Redis, sid: str
+) -> None:
+    """Callers asking for the same stream in one turn of the loop share one read;
+    one of them cancelled (a request or socket gone) must not take the read from
+    the others: they got CancelledError, and a producer waiting on it stalled."""
+
+    async def main() -> None:
+        runtime = await open_runtime(redis_url)
+        cache = runtime.maxlens
+        key = sid.encode()
+        store.set(f"{META_PREFIX}{sid}", json.dumps({"max_len": 77}))
+        try:
+            every_node(store, "CLIENT", "PAUSE", "300", "ALL")  # the read waits
+            leaving = asyncio.ensure_future(cache.load([key]))
+            staying = asyncio.ensure_future(cache.load([key]))
+            waiting = cache.loaded([key])
+            await asyncio.sleep(0.1)
+            leaving.cancel()
+            await asyncio.wait_for(staying, 10)
+            await asyncio.wait_for(waiting, 10)
+            assert cache.values[key] == 77
+            assert leaving.cancelled()
+        finally:
+            every_node(store, "CLIENT", "UNPAUSE")
             await runtime.close()
 
     run("uvloop", main)

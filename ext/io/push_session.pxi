@@ -155,8 +155,8 @@ cdef class PushSession(WSListener):
     cdef bytes single_key
     cdef Shards shards
     cdef Counters counters
-    cdef dict maxlens                # stream key -> MAXLEN, filled by load_maxlens
-    cdef object load_maxlens         # coroutine function(keys)
+    cdef dict maxlens                # stream key -> MAXLEN, filled by maxlens_loaded
+    cdef object maxlens_loaded       # function(keys) -> a future done once they are read
     cdef object maxlen_cache         # hold(keys)/release(keys): the streams this socket pushes to
     cdef set held_keys               # what it holds ("*": the streams its headers named)
     cdef _PushOwner owner
@@ -172,7 +172,7 @@ cdef class PushSession(WSListener):
     cdef Py_ssize_t holds            # connections that asked to stop reading (Redis is behind)
     cdef bint reading_paused
     cdef bint client_closed          # the client sent its close frame first
-    cdef object waiting_task
+    cdef object waiting_for          # the future of the max_len read waited for
     cdef object in_flight            # deque[PushMessage], in the order they came
     cdef int close_code              # non-zero once the session decided to close
     cdef str close_reason
@@ -180,8 +180,8 @@ cdef class PushSession(WSListener):
     cdef Py_ssize_t acks_queued      # how many
 
     def __init__(self, PushOptions options, Shards shards, maxlens, Counters counters):
-        """``maxlens`` has ``values`` (stream key -> MAXLEN) and ``load(keys)``, a
-        coroutine function that fills them in (engine.maxlen.MaxLenCache)."""
+        """``maxlens`` has ``values`` (stream key -> MAXLEN) and ``loaded(keys)``,
+        a future done once they are filled in (engine.maxlen.MaxLenCache)."""
         self.options = options
         self.route = options.route
         self.batch_mode = options.batch
@@ -191,7 +191,7 @@ cdef class PushSession(WSListener):
         self.shards = shards
         self.counters = counters
         self.maxlens = maxlens.values
-        self.load_maxlens = maxlens.load
+        self.maxlens_loaded = maxlens.loaded
         self.maxlen_cache = maxlens
         self.held_keys = set()
         self.owner = _PushOwner.__new__(_PushOwner)
@@ -222,9 +222,10 @@ cdef class PushSession(WSListener):
         self.fragments = None
         self.header = None
         self._let_go_if_done()
-        if self.waiting_task is not None:
-            self.waiting_task.cancel()
-            self.waiting_task = None
+        if self.waiting_for is not None:
+            # Not cancelled: other sockets may be waiting for the same read.
+            self.waiting_for.remove_done_callback(self._on_maxlens_loaded)
+            self.waiting_for = None
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         try:
@@ -618,18 +619,22 @@ cdef class PushSession(WSListener):
             return 0
         self.waiting = True
         self.update_reading()
-        self.waiting_task = asyncio.get_running_loop().create_task(self._load_then_replay(keys))
+        # A callback, not a task per socket: a crowd of new producers made as many
+        # tasks, whose registry table stayed at its peak size (1 MiB for 9,000).
+        self.waiting_for = self.maxlens_loaded(keys)
+        self.waiting_for.add_done_callback(self._on_maxlens_loaded)
         return 0
 
-    async def _load_then_replay(self, list keys):
-        try:
-            await self.load_maxlens(keys)
-        except Exception as error:  # Redis down or refusing: nothing was written
-            self.waiting = False
+    def _on_maxlens_loaded(self, future):
+        self.waiting_for = None
+        self.waiting = False
+        if future.cancelled():
+            self.close(CLOSE_INTERNAL_ERROR, "cannot read stream metadata: the read was cancelled")
+            return
+        error = future.exception()
+        if error is not None:  # Redis down or refusing: nothing was written
             self.close(CLOSE_INTERNAL_ERROR, f"cannot read stream metadata: {error}")
             return
-        self.waiting = False
-        self.waiting_task = None
         self.replay_if_ready()
         self.update_reading()
 
