@@ -69,6 +69,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.ws_router = WebSocketRouter(self)
+        self.trimmer.forget = self.forget_what_crowds_left
         if self.config.workers > 1:
             self.metrics_share = MetricsShare(self)
             self.metrics_share.start()
@@ -130,7 +131,7 @@ class Runtime:
         # Invalidations are published on the node that answered: a cluster passes them to every node.
         maxlens = MaxLenCache(control, config.max_len, control_client(url))
         maxlens.start()
-        trimmer = MemoryTrimmer(counters, forget=lambda: maxlens.forget_unheld(keep_released=False))
+        trimmer = MemoryTrimmer(counters)
         trimmer.start()
         descriptors = DescriptorWatch()
         descriptors.start()
@@ -155,6 +156,12 @@ class Runtime:
             descriptors=descriptors,
             cluster=cluster,
         )
+
+    def forget_what_crowds_left(self) -> None:
+        """Before a trim (engine.memory): drop the streams only sockets that left
+        needed, and shrink the tables they grew."""
+        self.maxlens.forget_unheld(keep_released=False)
+        self.pulls.compact()
 
     def redis_connections_up(self) -> int:
         """This process's connections to Redis that are up now."""

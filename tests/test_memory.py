@@ -10,6 +10,11 @@ import pytest
 
 from engine._core import Counters
 from engine.memory import TRIM_AFTER_CLOSED, MemoryTrimmer, compact, trim
+from tests.inprocess import pull_server, run
+from tests.pulling import connect
+
+# Pull sockets in one test process (both ends of each: two descriptors).
+CROWD = 200
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
@@ -62,3 +67,32 @@ async def test_the_trimmer_compacts_the_tables_it_watches() -> None:
     await asyncio.sleep(0.1)
     await trimmer.stop()
     assert table == {0, 1, 2} and sys.getsizeof(table) < grown / 50
+
+
+def test_a_crowd_of_followers_leaves_no_grown_tables_behind(redis_url: str, sid: str) -> None:
+    """The pull hub's tables grew with the crowd's streams; once its feeds
+    stopped, forgetting what crowds left shrinks them back."""
+
+    async def main() -> None:
+        served = await pull_server(redis_url)
+        hub = served.runtime.pulls
+        empty = sys.getsizeof({}), sys.getsizeof(set())
+        try:
+            ws_url = f"ws://127.0.0.1:{served.port}"
+            sockets = [await connect(ws_url, "", f"{sid}-{i}") for i in range(CROWD)]
+            assert len(hub.feeds) == CROWD
+            grown = sys.getsizeof(hub.feeds)
+            for ws in sockets:
+                await ws.close()
+            await asyncio.sleep(0.5)  # the feeds lingered 0.1 s, then stopped
+            assert not hub.feeds
+            assert sys.getsizeof(hub.feeds) == grown  # a dict never shrinks by itself
+            served.runtime.forget_what_crowds_left()
+            tables = [hub.feeds, hub._followed_on, hub._idle]
+            for node in hub.nodes:
+                tables += [node.feeds, node.channels, node._received]
+            assert all(sys.getsizeof(table) in empty for table in tables)
+        finally:
+            await served.close()
+
+    run("uvloop", main)

@@ -42,6 +42,7 @@ from engine._core import (
     stream_read,
     worth_retrying,
 )
+from engine.memory import compact
 from engine.redis.connect import control_client
 from engine.redis.link import Backoff, RedisAddress, RedisLink
 
@@ -136,6 +137,18 @@ class NodeFollow:
             self.hot.feeds.remove(feed)
         if self.channels.pop(self.channel(feed), None) is not None and self.listener is not None:
             self.listener.unsubscribe([self.channel(feed)])
+
+    def compact(self) -> None:
+        """Shrink the tables a crowd of followed streams grew (engine.memory)."""
+        for table in (
+            self.feeds,
+            self.channels,
+            self.to_unsubscribe,
+            self.retry,
+            self._tasks,
+            self._received,
+        ):
+            compact(table)
 
     def channel(self, feed: PullFeed) -> bytes:
         return keyspace_channel(self.address.database, feed.key.key)
@@ -445,6 +458,14 @@ class PullHub:
         node = self.nodes[self.shards.node_of_key(feed.key.key)]
         self._followed_on[feed] = node
         node.follow(feed)
+
+    def compact(self) -> None:
+        """Shrink the tables a crowd of followers grew, in place (the nodes' too):
+        dicts and sets keep their largest size (engine.memory)."""
+        for table in (self.feeds, self._followed_on, self._idle):
+            compact(table)
+        for node in self.nodes:
+            node.compact()
 
     def add_node(self, address: RedisAddress) -> None:
         """A node joined the shard map (a cluster's new master)."""
