@@ -14,6 +14,14 @@ the Cython core (``ext/``), Python (the engine's and its libraries' ``.py``),
 the CPython runtime, libc and the kernel's system calls, other native code
 (uvloop, hiredis, picows' C parts), and time idle in epoll (left out of the
 busy share).
+
+``--perf`` samples with Linux ``perf`` instead (``perf record -g``; needs
+``perf`` and ``kernel.perf_event_paranoid`` of 1 or less, or root): no pause
+of the engine, and the kernel's own frames (socket copies, TCP, the unix
+socket to Redis) show, but no Python frames. It writes ``perf.data``,
+``perf.script.txt`` (speedscope opens it) and ``profile.collapsed.txt``, and
+prints the same report, the kernel as a layer of its own. perf samples only
+while the engine runs, so it reports no idle share.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ WORKLOADS = {
 }
 # py-spy stops the engine for each sample to unwind native frames: not too often.
 SAMPLES_PER_SECOND = 100
+# perf samples without stopping it: often, at an odd rate that no timer shares.
+PERF_SAMPLES_PER_SECOND = 999
 TOP = 20
 # "function (file:line)" or "function (library)" in py-spy's collapsed frames.
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<where>[^()]*)\)$")
@@ -53,6 +63,8 @@ def layer_of(frame: str) -> str:
     source = where.rsplit(":", 1)[0]
     if function in IDLE:
         return "idle (waiting for events)"
+    if "[kernel" in where:
+        return "kernel"
     if (
         source.endswith((".pyx", ".pxi", ".pxd"))
         or source.startswith("View.")
@@ -105,6 +117,46 @@ def report(collapsed: Path) -> str:
     return "\n".join(lines)
 
 
+def collapse_perf_script(text: str) -> collections.Counter[str]:
+    """``perf script`` samples (a header line, then one frame per line, leaf
+    first, a blank line after) as collapsed stacks: "function (library)"
+    frames, root first, joined by ";"."""
+    stacks: collections.Counter[str] = collections.Counter()
+    frames: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith(("\t", " ")) and line.strip():
+            _, _, symbol_and_library = line.strip().partition(" ")
+            symbol, _, library = symbol_and_library.rpartition(" (")
+            symbol = symbol.split("+0x", 1)[0] or "[unknown]"
+            frames.append(f"{symbol} ({Path(library.rstrip(')')).name})")
+        elif not line.strip() and frames:
+            stacks[";".join(reversed(frames))] += 1
+            frames = []
+    return stacks
+
+
+def perf_profile(pid: int, seconds: float, out: Path) -> str | None:
+    """Sample ``pid`` with perf for ``seconds`` into ``out``; an error, or None."""
+    data = out / "perf.data"
+    recorded = subprocess.run(
+        [
+            *("perf", "record", "-F", str(PERF_SAMPLES_PER_SECOND), "-g"),
+            *("-p", str(pid), "-o", str(data), "--", "sleep", str(seconds)),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if recorded.returncode != 0:
+        return f"perf record failed: {recorded.stderr[-500:]}"
+    script = subprocess.run(["perf", "script", "-i", str(data)], capture_output=True, text=True)
+    if script.returncode != 0:
+        return f"perf script failed: {script.stderr[-500:]}"
+    (out / "perf.script.txt").write_text(script.stdout)
+    stacks = collapse_perf_script(script.stdout)
+    (out / "profile.collapsed.txt").write_text("".join(f"{stack} {n}\n" for stack, n in stacks.items()))
+    return None
+
+
 def sample(pid: int, seconds: float, output: Path, fmt: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -136,8 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds", type=float, default=10.0, help="seconds of load and sampling (default 10)"
     )
     parser.add_argument("--out", type=Path, help="directory for the results")
+    parser.add_argument("--perf", action="store_true", help="sample with Linux perf instead of py-spy")
     options = parser.parse_args(argv)
-    if shutil.which("py-spy") is None:
+    if options.perf and shutil.which("perf") is None:
+        print("error: perf is not installed (apt-get install linux-perf)", file=sys.stderr)
+        return 2
+    if not options.perf and shutil.which("py-spy") is None:
         print("error: py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
     out = options.out or ROOT / "bench" / "profiles" / f"{options.workload}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -146,12 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="ptg-profile-") as directory,
         OwnEngine(Path(directory)) as target,
     ):
-        # One sampler at a time (a native sampler attaches with ptrace): the
-        # flame graph first, then the collapsed stacks, under the same load.
         token_free = [
             *WORKLOADS[options.workload],
             "--duration",
-            str(2 * options.seconds + 2),
+            str((1 if options.perf else 2) * options.seconds + 2),
             "--no-baseline",
         ]
         load = subprocess.Popen(
@@ -172,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             text=True,
         )
         time.sleep(1.0)  # past the loaders' connecting
-        for output, fmt in ((out / "flamegraph.svg", "flamegraph"), (out / "profile.collapsed.txt", "raw")):
+        if options.perf:
+            failed = perf_profile(target.pid, options.seconds, out)
+            if failed:
+                print(f"error: {failed}", file=sys.stderr)
+                load.kill()
+                return 1
+        for output, fmt in () if options.perf else py_spy_passes(out):
             sampler = sample(target.pid, options.seconds, output, fmt)
             _, errors = sampler.communicate()
             if sampler.returncode != 0:
@@ -185,8 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(line for line in loaded.splitlines() if line.startswith(("stored", "PASS", "FAIL")))
     )
     print(report(out / "profile.collapsed.txt"))
-    print(f"flame graph: {out / 'flamegraph.svg'}\nspeedscope: {out / 'profile.collapsed.txt'}")
+    if options.perf:
+        print(f"speedscope: {out / 'perf.script.txt'}\nperf report -i {out / 'perf.data'}")
+    else:
+        print(f"flame graph: {out / 'flamegraph.svg'}\nspeedscope: {out / 'profile.collapsed.txt'}")
     return 0
+
+
+def py_spy_passes(out: Path) -> tuple[tuple[Path, str], ...]:
+    """One sampler at a time (a native sampler attaches with ptrace): the flame
+    graph first, then the collapsed stacks, under the same load."""
+    return ((out / "flamegraph.svg", "flamegraph"), (out / "profile.collapsed.txt", "raw"))
 
 
 if __name__ == "__main__":
