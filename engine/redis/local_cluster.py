@@ -90,6 +90,7 @@ class LocalCluster:
                 self._wait_for_ping(port)
             self._join()
             self.wait_until_ok()
+            self._wait_for_replicas()
         except BaseException:
             self.stop()
             raise
@@ -123,6 +124,21 @@ class LocalCluster:
                         time.sleep(0.1)
         finally:
             for client in clients.values():
+                client.close()
+
+    def _wait_for_replicas(self) -> None:
+        """Until every replica holds its master's data: a replica that never
+        synced refuses to take over (a failover test killed a master 1 s after
+        the start, and no replica was ever promoted)."""
+        deadline = time.monotonic() + READY_SECONDS
+        for port in self.ports[self.masters :]:
+            client = redis.Redis(port=port, socket_timeout=2, decode_responses=True)
+            try:
+                while client.info("replication").get("master_link_status") != "up":
+                    if time.monotonic() > deadline:
+                        raise EmbeddedRedisError(f"the replica on port {port} did not sync with its master")
+                    time.sleep(0.05)
+            finally:
                 client.close()
 
     def start_node(self, port: int) -> None:
