@@ -692,7 +692,9 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
     def send_raw(self, commands, Py_ssize_t count):
         """Send ``count`` commands framed already (bytes-like); returns a future of
         the list of their replies, error replies in it (not raised). Its own
-        redirects are not resent: they are the caller's to handle."""
+        redirects are not resent: they are the caller's to handle. Their bytes
+        count as in flight until answered, as XADDs' payloads do: a resharding's
+        resends make producers writing here wait like their own writes would."""
         cdef FutureOwner owner = FutureOwner.expecting(1, False, True)
         cdef RedisRequest request = self.open_request(owner, True, False)
         cdef Py_buffer view
@@ -700,8 +702,12 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         PyObject_GetBuffer(commands, &view, PyBUF_SIMPLE)
         try:
             self.writer.append_raw(<const char*>view.buf, view.len, count)
+            request.nbytes += view.len
+            self.in_flight_bytes += view.len
         finally:
             PyBuffer_Release(&view)
+        if self.in_flight_bytes > self.high_water:
+            self.overloaded = True
         request.expected += count
         self.flush()
         return owner.future
