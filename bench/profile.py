@@ -157,6 +157,18 @@ def perf_profile(pid: int, seconds: float, out: Path) -> str | None:
     return None
 
 
+def py_spy_profile(pid: int, seconds: float, out: Path) -> str | None:
+    """Sample ``pid`` with py-spy into ``out``, one sampler at a time (a native
+    sampler attaches with ptrace): the flame graph first, then the collapsed
+    stacks, under the same load. An error, or None."""
+    for output, fmt in ((out / "flamegraph.svg", "flamegraph"), (out / "profile.collapsed.txt", "raw")):
+        sampler = sample(pid, seconds, output, fmt)
+        _, errors = sampler.communicate()
+        if sampler.returncode != 0:
+            return f"py-spy failed: {errors.decode(errors='replace')[-500:]}"
+    return None
+
+
 def sample(pid: int, seconds: float, output: Path, fmt: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -226,19 +238,15 @@ def main(argv: list[str] | None = None) -> int:
             text=True,
         )
         time.sleep(1.0)  # past the loaders' connecting
-        if options.perf:
-            failed = perf_profile(target.pid, options.seconds, out)
-            if failed:
-                print(f"error: {failed}", file=sys.stderr)
-                load.kill()
-                return 1
-        for output, fmt in () if options.perf else py_spy_passes(out):
-            sampler = sample(target.pid, options.seconds, output, fmt)
-            _, errors = sampler.communicate()
-            if sampler.returncode != 0:
-                print(f"error: py-spy failed: {errors.decode(errors='replace')[-500:]}", file=sys.stderr)
-                load.kill()
-                return 1
+        failed = (
+            perf_profile(target.pid, options.seconds, out)
+            if options.perf
+            else py_spy_profile(target.pid, options.seconds, out)
+        )
+        if failed:
+            print(f"error: {failed}", file=sys.stderr)
+            load.kill()
+            return 1
         loaded, _ = load.communicate()
     print(
         f"{options.workload} for {options.seconds:g} s; load generator: "
@@ -250,12 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"flame graph: {out / 'flamegraph.svg'}\nspeedscope: {out / 'profile.collapsed.txt'}")
     return 0
-
-
-def py_spy_passes(out: Path) -> tuple[tuple[Path, str], ...]:
-    """One sampler at a time (a native sampler attaches with ptrace): the flame
-    graph first, then the collapsed stacks, under the same load."""
-    return ((out / "flamegraph.svg", "flamegraph"), (out / "profile.collapsed.txt", "raw"))
 
 
 if __name__ == "__main__":

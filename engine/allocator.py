@@ -5,9 +5,10 @@ pymalloc gives a 1 MiB arena back only once every object in it is gone. A crowd
 of sockets fills dozens of arenas, and the few objects made during the crowd
 that outlive it (free lists of uvloop's handles, grown tables) pin them: after
 5,000 producer sockets left, engine RSS stayed 72% above its level before they
-opened. On glibc's malloc those objects pin 4 KiB pages instead, which
-``malloc_trim`` (engine.memory) returns around them: +12%. The hot paths did
-not slow down (W1, W2 and W3 with acks, interleaved runs).
+opened (+122% after 9,000). On glibc's malloc those objects pin 4 KiB pages
+instead, which ``malloc_trim`` (engine.memory) returns around them: +9% after
+9,000. The hot paths did not slow down (W1, W2 and W3 with acks, interleaved
+runs).
 
 The allocator is chosen when the interpreter starts, so the program
 (``python -m engine``, ``ptg-engine``) starts itself again in the same process
@@ -45,9 +46,10 @@ def serve_on_system_malloc() -> None:
     if not wants_system_malloc():
         return
     environment = {**os.environ, ALLOCATOR_VARIABLE: "malloc"}
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:  # None: started with the descriptor closed
+            stream.flush()
     try:
         os.execve(sys.executable, sys.orig_argv, environment)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: no arguments to start again with (embedded)
         return

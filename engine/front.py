@@ -109,6 +109,10 @@ class FrontProtocol(asyncio.Protocol):
         # uvloop's transports do not derive from asyncio.Transport.
         self.transport = transport  # type: ignore[assignment]
         self.server_state.connections.add(self)  # type: ignore[arg-type]  # duck-typed: shutdown()
+        runtime: Runtime | None = self.app_state.get("runtime")
+        if runtime is not None:
+            # uvicorn keeps this set for good, and it grows with every crowd of connections.
+            runtime.trimmer.watch(self.server_state.connections)
         self.timeout = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self.shutdown)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -169,8 +173,6 @@ class FrontProtocol(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WS_SOCKET_RECEIVE_BUFFER_BYTES)
         # engine.asgi puts the runtime into the lifespan state uvicorn hands every connection.
         runtime: Runtime = self.app_state["runtime"]
-        # It grew with every crowd of sockets, and uvicorn keeps it.
-        runtime.trimmer.watch(self.server_state.connections)
         protocol = TrackedWSProtocol(
             runtime.ws_router,
             runtime.config.max_message_size + FRAME_SIZE_MARGIN,

@@ -42,6 +42,11 @@ _REDIS_TROUBLE = (RedisError, OSError)
 STOP_POLL_SECONDS = 0.5
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class MaxLenCache:
     """``values`` maps stream keys (UTF-8 bytes) to their MAXLEN; read by PushSession."""
 
@@ -81,7 +86,11 @@ class MaxLenCache:
                     asyncio.get_running_loop().call_soon(self._send_queued)
                 self._queued.append(key)
             waits.append(future)
-        return asyncio.gather(*waits)
+        gathered = asyncio.gather(*waits)
+        # A socket that went away leaves its failed read unread; asyncio would log
+        # "exception never retrieved" for each.
+        gathered.add_done_callback(_retrieve)
+        return gathered
 
     async def values_of(self, keys: set[bytes]) -> dict[bytes, int]:
         """``keys``' max_len, read first where not cached (a stream forgotten while

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -19,7 +20,9 @@ from picows import WSListener, ws_connect
 
 from engine.launcher import EngineProcess, free_port
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc and /proc"
+)
 
 CROWD = 2000
 # RSS after the crowd left, against before: 1.06 on malloc, 1.21 on pymalloc.
@@ -32,10 +35,19 @@ def environment_of(pid: int) -> dict[str, str]:
     return {name.decode(): value.decode() for name, _, value in pairs}
 
 
-def test_the_engine_serves_on_malloc_in_the_process_it_was_started_as(engine: EngineProcess) -> None:
-    assert environment_of(engine.pid)["PYTHONMALLOC"] == "malloc"
-    listening = [c for c in psutil.Process(engine.pid).net_connections() if c.status == psutil.CONN_LISTEN]
-    assert [c.laddr.port for c in listening] == [engine.port]
+def test_the_engine_serves_on_malloc_in_the_process_it_was_started_as(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)  # the engine's own choice, not the runner's
+    engine = EngineProcess(tmp_path, redis_url, ["--log-level", "warning"])
+    engine.start()
+    try:
+        assert environment_of(engine.pid)["PYTHONMALLOC"] == "malloc"
+        process = psutil.Process(engine.pid)
+        listening = [c for c in process.net_connections() if c.status == psutil.CONN_LISTEN]
+        assert [c.laddr.port for c in listening] == [engine.port]
+    finally:
+        engine.stop()
 
 
 def test_an_allocator_the_user_chose_is_kept(redis_url: str, tmp_path: Path) -> None:
@@ -83,15 +95,25 @@ def test_debug_hooks_and_an_ignored_environment_keep_pymalloc(flag: str) -> None
         check=True,
     ).stdout
     assert output.strip() == "False"
-    plain = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
+
+
+def test_a_plain_interpreter_on_glibc_wants_malloc() -> None:
+    code = "from engine.allocator import wants_system_malloc; print(wants_system_malloc())"
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONMALLOC"}
+    plain = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    )
     assert plain.stdout.strip() == "True"
 
 
-def test_rss_comes_back_after_a_crowd_of_sockets_left(redis_url: str, tmp_path: Path) -> None:
+def test_rss_comes_back_after_a_crowd_of_sockets_left(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < CROWD + 500:
         pytest.skip(f"a descriptor limit of {hard} is too low for {CROWD} sockets")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
     crowded = EngineProcess(tmp_path, redis_url, ["--log-level", "warning"])
     crowded.start()
     token = crowded.token()

@@ -179,7 +179,7 @@ def test_ack_latency_counts_the_wait_for_stream_metadata(
         try:
             before = counters.snapshot()["ack_latency"]
             url = f"ws://127.0.0.1:{served.port}/data/*/push?ack=true&offsets=start"
-            store.execute_command("CLIENT", "PAUSE", "300", "ALL")  # the max_len read waits
+            store.execute_command("CLIENT", "PAUSE", "1000", "ALL")  # the max_len read waits
             result = await push(url, [json.dumps([[sid, 0]]), b"x"], expect_acks=1)
             assert len(result.acks) == 1
             after = counters.snapshot()["ack_latency"]
@@ -187,6 +187,6 @@ def test_ack_latency_counts_the_wait_for_stream_metadata(
             store.execute_command("CLIENT", "UNPAUSE")
             await served.close()
         assert sum(after["counts"]) - sum(before["counts"]) == 1
-        assert after["sum"] - before["sum"] >= 0.25
+        assert after["sum"] - before["sum"] >= 0.5
 
     run("uvloop", main)

@@ -626,12 +626,14 @@ cdef class PushSession(WSListener):
         return 0
 
     def _on_maxlens_loaded(self, future):
+        if future is not self.waiting_for:
+            return  # done in the turn the socket went away, after it went
         self.waiting_for = None
         self.waiting = False
-        if future.cancelled():
+        error = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if isinstance(error, asyncio.CancelledError):  # the engine is stopping
             self.close(CLOSE_INTERNAL_ERROR, "cannot read stream metadata: the read was cancelled")
             return
-        error = future.exception()
         if error is not None:  # Redis down or refusing: nothing was written
             self.close(CLOSE_INTERNAL_ERROR, f"cannot read stream metadata: {error}")
             return

@@ -651,6 +651,15 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
             owner.set_held(True)
         return 0
 
+    cdef int _count_in_flight(self, RedisRequest request, Py_ssize_t nbytes) except -1:
+        """``nbytes`` more of ``request`` wait for Redis (given back when it is
+        answered); past the high-water mark, producers writing here are held."""
+        request.nbytes += nbytes
+        self.in_flight_bytes += nbytes
+        if self.in_flight_bytes > self.high_water:
+            self.overloaded = True
+        return 0
+
     cdef int _update_overload(self) except -1:
         if self.transport_paused or self.in_flight_bytes > self.low_water:
             return 0
@@ -695,6 +704,8 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         redirects are not resent: they are the caller's to handle. Their bytes
         count as in flight until answered, as XADDs' payloads do: a resharding's
         resends make producers writing here wait like their own writes would."""
+        if count < 1:
+            raise ValueError("send_raw sends one command or more")
         cdef FutureOwner owner = FutureOwner.expecting(1, False, True)
         cdef RedisRequest request = self.open_request(owner, True, False)
         cdef Py_buffer view
@@ -702,12 +713,9 @@ cdef class RedisConnection(_ConnectionBase, asyncio.BufferedProtocol):
         PyObject_GetBuffer(commands, &view, PyBUF_SIMPLE)
         try:
             self.writer.append_raw(<const char*>view.buf, view.len, count)
-            request.nbytes += view.len
-            self.in_flight_bytes += view.len
+            self._count_in_flight(request, view.len)
         finally:
             PyBuffer_Release(&view)
-        if self.in_flight_bytes > self.high_water:
-            self.overloaded = True
         request.expected += count
         self.flush()
         return owner.future
@@ -763,10 +771,7 @@ cdef class RedisPipe(RedisConnection):
         self.writer.append_xadd(key, key_length, entry_id, entry_id_length, maxlen,
                                 payload, payload_length, payload_source, source_offset)
         request.expected += 1
-        request.nbytes += payload_length
-        self.in_flight_bytes += payload_length
-        if self.in_flight_bytes > self.high_water:
-            self.overloaded = True
+        self._count_in_flight(request, payload_length)
         return 0
 
     def xadd_many(self, entries, bint wait_fsync=False, int wait_replicas=0):
