@@ -20,6 +20,7 @@ REFRESH_SECONDS, forever).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any
 
@@ -125,12 +126,24 @@ class MaxLenCache:
             return
         for key, raw in zip(keys, raws, strict=True):
             self.values[key] = max_len_of(None if raw is None else parse_meta(raw), self.default)
-        while len(self.values) > MAX_STREAMS_CACHED:
-            # Forget the oldest: it is read again from Redis on its next push.
-            self.values.pop(next(iter(self.values)))
+        self._evict_beyond_limit(keep=keys)
         for future in futures:
             if not future.done():
                 future.set_result(None)
+
+    def _evict_beyond_limit(self, keep: list[bytes]) -> None:
+        """Forget the oldest streams past MAX_STREAMS_CACHED (read again on their
+        next push), but none held and none of ``keep``, just read for a message
+        that waits for them: one naming more streams than the limit evicted its
+        own first streams, found them missing, read them again, for ever. Those
+        go at the next refresh instead."""
+        excess = len(self.values) - MAX_STREAMS_CACHED
+        if excess <= 0:
+            return
+        kept = set(keep)
+        oldest = (key for key in self.values if key not in kept and key not in self.holders)
+        for key in list(itertools.islice(oldest, excess)):
+            del self.values[key]
 
     def hold(self, keys: list[bytes]) -> None:
         """A producer socket pushes to ``keys``: keep their max_len while it is open."""

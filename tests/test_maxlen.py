@@ -12,6 +12,7 @@ import pytest
 import redis
 import websockets
 
+from engine import maxlen
 from engine.meta import META_PREFIX
 from tests.inprocess import open_runtime, run, serve
 
@@ -155,5 +156,32 @@ def test_a_caller_cancelled_while_max_len_loads_does_not_cancel_the_others(
         finally:
             every_node(store, "CLIENT", "UNPAUSE")
             await runtime.close()
+
+    run("uvloop", main)
+
+
+def test_one_message_naming_more_streams_than_the_cache_keeps_is_stored(
+    redis_url: str, store: redis.Redis, sid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "*" batch naming more new streams than MAX_STREAMS_CACHED: the cache
+    kept only the newest after the read, the message found the others missing,
+    read them again, and so on for ever (found at 18,000 streams)."""
+    monkeypatch.setattr(maxlen, "MAX_STREAMS_CACHED", 100)
+    sids = [f"{sid}-{i}" for i in range(150)]
+
+    async def main() -> None:
+        served = await serve(await open_runtime(redis_url))
+        url = f"ws://127.0.0.1:{served.port}/data/*/push?ack=true&offsets=start"
+        try:
+            async with websockets.connect(url) as producer:
+                await producer.send(json.dumps([[name, i] for i, name in enumerate(sids)]))
+                await producer.send(bytes(range(150)))
+                acks = await asyncio.wait_for(producer.recv(), 10)
+            ids = acks.split(",")
+            assert len(ids) == len(sids)
+            for i, name in enumerate(sids):
+                assert store.xrange(name) == [(ids[i].encode(), {b"d": bytes([i])})]
+        finally:
+            await served.close()
 
     run("uvloop", main)
