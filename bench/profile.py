@@ -73,7 +73,7 @@ def layer_of(frame: str) -> str:
         return "Cython core"
     if source.endswith(".py"):
         return "Python"
-    if function.startswith(("Py", "_Py")):
+    if function.startswith(("Py", "_Py")) or "libpython" in where:
         return "CPython runtime"
     if any(hint in where for hint in ("libc.so", "libpthread", "vdso", "[kernel")):
         return "libc / system calls"

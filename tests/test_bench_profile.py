@@ -15,6 +15,8 @@ def test_frames_are_put_in_their_layer() -> None:
     assert layer_of("writev (libc.so.6)") == "libc / system calls"
     assert layer_of("epoll_wait (libc.so.6)").startswith("idle")
     assert layer_of("uv__io_poll (linux.c:1517)").startswith("other native")
+    assert layer_of("gc_collect_main (libpython3.11.so.1.0)") == "CPython runtime"  # perf's frames
+    assert layer_of("_copy_to_iter ([kernel.kallsyms])") == "kernel"
 
 
 def test_the_report_counts_busy_self_time(tmp_path: Path) -> None:
