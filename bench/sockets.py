@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import json
 import random
@@ -102,10 +103,16 @@ class Producer(WSListener):
 
 async def open_sockets(urls: list[str], factory: type[WSListener]) -> list[tuple[WSTransport, WSListener]]:
     opened: list[tuple[WSTransport, WSListener]] = []
-    for start in range(0, len(urls), OPEN_AT_ONCE):
-        opened += await asyncio.gather(
-            *(ws_connect(factory, url) for url in urls[start : start + OPEN_AT_ONCE])
-        )
+    # The loader's own cyclic GC rescans every socket it holds, more often the
+    # more it holds: it took most of the loader's time opening 18,000.
+    gc.disable()
+    try:
+        for start in range(0, len(urls), OPEN_AT_ONCE):
+            opened += await asyncio.gather(
+                *(ws_connect(factory, url) for url in urls[start : start + OPEN_AT_ONCE])
+            )
+    finally:
+        gc.enable()
     return opened
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from engine.front import picows_logger
 from tests.conftest import EngineProcess
 
 
@@ -71,3 +74,40 @@ def test_json_lines_and_a_line_per_refused_socket(redis_url: str, tmp_path: Path
         assert "Traceback" not in text
     finally:
         engine.stop()
+
+
+def test_picows_names_each_connection_only_when_its_lines_are_shown(
+    redis_url: str, tmp_path: Path, sid: str
+) -> None:
+    """picows makes a Logger per connection (0.6 KiB of an idle socket) when given
+    a Logger: the engine gives it one only at --log-level debug, where its lines
+    name each connection by descriptor."""
+    engine = EngineProcess(tmp_path / "debug", redis_url, ["--log-level", "debug"]).start()
+    try:
+        token = engine.token()
+
+        async def push_one() -> None:
+            async with websockets.connect(
+                f"{engine.ws_url}/data/{sid}/push?token={token}&ack=true"
+            ) as producer:
+                await producer.send(b"entry")
+                await asyncio.wait_for(producer.recv(), 10)
+
+        asyncio.run(push_one())
+        text = log_after(engine, "New connection accepted")
+        accepted = [line for line in text.splitlines() if "New connection accepted" in line]
+        assert re.search(r"picows\.server\.\d+", accepted[-1]), accepted[-1]
+    finally:
+        engine.stop()
+
+
+def test_picows_gets_no_logger_to_make_children_of_when_it_is_quiet() -> None:
+    picows = logging.getLogger("picows")
+    level = picows.level
+    try:
+        picows.setLevel(logging.WARNING)
+        assert not isinstance(picows_logger(), logging.Logger)
+        picows.setLevel(logging.DEBUG)
+        assert picows_logger() is logging.getLogger("picows.server")
+    finally:
+        picows.setLevel(level)
