@@ -8,7 +8,17 @@ and writes into ``--out`` (default ``bench/results/<time>/``):
 - ``report.md``: a table of them, the commands that produced them and the
   machine they ran on;
 - ``ratio.png``: each push workload's rate as a share of redis-benchmark's
-  XADD in the same run; ``latency.png``: the read path's percentiles.
+  XADD in the same run;
+- ``entry-size.png``: throughput (MB/s) of acked pushes from 64 B to 1 MiB
+  entries, the engine next to redis-benchmark;
+- ``connections.png``: W1 with acks over 1 to 8 sockets, the same way;
+- ``latency-cdf.png``: push-to-pull latency, every sample;
+- ``cpu.png``: the engine's and Redis's CPU per entry, per workload.
+
+``--url http://host:port --redis-url URL`` runs the push and POST workloads,
+verified the same way, against any server that speaks the protocol (the
+original, say), to compare side by side; the read-path workloads start an
+engine of their own and are left out then.
 
 The load generator's workloads report the ratio to redis-benchmark measured
 in the same run, which machine noise moves far less than a rate.
@@ -33,6 +43,15 @@ from bench.workloads import POST, W1, W2, W2_ACK, W3_ACK
 LOADGEN = [sys.executable, "-m", "bench.loadgen"]
 
 
+# The entry sizes of the size sweep, and how many go in one message: about
+# 64 KiB a message, as a camera or a batching producer would send.
+SWEEP_SIZES = (64, 1024, 16 * 1024, 256 * 1024, 1024 * 1024)
+MESSAGE_BYTES = 64 * 1024
+SWEEP_CONNECTIONS = (1, 2, 4, 8)
+ENGINE_COLOUR = "#3b7dd8"
+REDIS_COLOUR = "#d8613b"
+
+
 @dataclass
 class Workload:
     name: str
@@ -41,11 +60,14 @@ class Workload:
     result: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
+    sweep: tuple[str, int] | None = None  # ("entry size" or "connections", its value)
 
 
-def workloads(quick: bool, cluster: bool) -> list[Workload]:
+def workloads(quick: bool, cluster: bool, out: Path, target: list[str] | None = None) -> list[Workload]:
+    """The suite; ``target`` (--url and --redis-url for the load generator) aims the
+    push and POST workloads at a running server and leaves the others out."""
     duration, repeat = ("2", "1") if quick else ("5", "3")
-    timing = ["--duration", duration, "--repeat", repeat, "--json"]
+    timing = ["--duration", duration, "--repeat", repeat, "--json", *(target or [])]
     seconds = ["--seconds", duration]
     chosen = [
         Workload("W1 ack", [*LOADGEN, *W1, "--ack", *timing], "loadgen"),
@@ -54,10 +76,31 @@ def workloads(quick: bool, cluster: bool) -> list[Workload]:
         Workload("W2 no ack", [*LOADGEN, *W2, "--no-ack", *timing], "loadgen"),
         Workload("W3 ack", [*LOADGEN, *W3_ACK, *timing], "loadgen"),
         Workload("POST", [*LOADGEN, *POST, *timing], "loadgen"),
-        Workload("push to pull", [sys.executable, "-m", "bench.pull_latency", *seconds], "table"),
-        Workload("fan-out 200", [sys.executable, "-m", "bench.fanout", *seconds], "table"),
-        Workload("GET /data", [sys.executable, "-m", "bench.read_rate", *seconds], "table"),
     ]
+    if not target:
+        samples = ["--samples", str(out / "latency-samples.txt")]
+        chosen += [
+            Workload(
+                "push to pull", [sys.executable, "-m", "bench.pull_latency", *seconds, *samples], "table"
+            ),
+            Workload("fan-out 200", [sys.executable, "-m", "bench.fanout", *seconds], "table"),
+            Workload("GET /data", [sys.executable, "-m", "bench.read_rate", *seconds], "table"),
+        ]
+    sweep_timing = ["--duration", "1" if quick else "3", "--json", *(target or [])]
+    for size in SWEEP_SIZES:
+        batch = str(max(1, MESSAGE_BYTES // size))
+        argv = ["push-batch", "--entry-size", str(size), "--batch-size", batch, "--connections", "2", "--ack"]
+        chosen.append(
+            Workload(
+                f"{size} B entries", [*LOADGEN, *argv, *sweep_timing], "loadgen", sweep=("entry size", size)
+            )
+        )
+    for connections in SWEEP_CONNECTIONS:
+        argv = [*W1, "--ack", "--connections", str(connections)]
+        name = f"W1 ack, {connections} sockets"
+        chosen.append(
+            Workload(name, [*LOADGEN, *argv, *sweep_timing], "loadgen", sweep=("connections", connections))
+        )
     if cluster:
         chosen.append(
             Workload(
@@ -100,23 +143,34 @@ def machine() -> str:
     return f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
+def per_million(result: dict[str, Any], cpu_key: str) -> float | None:
+    """CPU seconds per million entries stored, from a load generator result."""
+    cpu, entries = result.get(cpu_key), result.get("entries")
+    if not isinstance(cpu, float | int) or not entries:
+        return None
+    return float(1e6 * cpu / entries)
+
+
 def markdown(done: list[Workload], quick: bool) -> str:
     lines = [
         "# Benchmark report",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M')} on {machine()}; {'quick' if quick else 'full'} run.",
         "",
-        "| workload | rate | vs redis-benchmark | p50 ms | p99 ms | p99.9 ms | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | rate | vs redis-benchmark | engine CPU s/M | Redis CPU s/M | peak RSS MB "
+        "| p50 ms | p99 ms | p99.9 ms | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in done:
         r = w.result
         rate = r.get("entries_per_s") or r.get("received/s") or r.get("requests/s") or r.get("entries/s")
         ratio = r.get("baseline_fraction")
+        figures = [per_million(r, "engine_cpu_s"), per_million(r, "redis_cpu_s"), r.get("engine_peak_rss_mb")]
         cells = [
             w.name,
             f"{rate:,.0f}/s" if isinstance(rate, float | int) else "",
             f"{100 * ratio:.1f}%" if isinstance(ratio, float | int) else "",
+            *(f"{value:.2f}" if isinstance(value, float | int) else "" for value in figures),
             *(
                 f"{r[key]:.3f}" if isinstance(r.get(key), float | int) else ""
                 for key in ("p50 ms", "p99 ms", "p99.9 ms")
@@ -124,7 +178,14 @@ def markdown(done: list[Workload], quick: bool) -> str:
             ("FAIL: " + w.error[:80]) if w.error else "ok",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Commands:", ""]
+    lines += [
+        "",
+        "Rates are entries stored per second, every one verified in Redis; CPU is",
+        "seconds per million entries stored (Redis's over every node of a cluster).",
+        "",
+        "Commands:",
+        "",
+    ]
     lines += [
         f"- {w.name}: `{' '.join(Path(a).name if a == sys.executable else a for a in w.argv)}`" for w in done
     ]
@@ -136,31 +197,90 @@ def plots(done: list[Workload], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    import numpy
 
+    main_runs = [w for w in done if w.sweep is None]
     ratios = [
-        (w.name, 100 * w.result["baseline_fraction"]) for w in done if w.result.get("baseline_fraction")
+        (w.name, 100 * w.result["baseline_fraction"]) for w in main_runs if w.result.get("baseline_fraction")
     ]
     if ratios:
         figure, axes = plt.subplots(figsize=(8, 0.5 + 0.5 * len(ratios)))
-        axes.barh([name for name, _ in ratios], [value for _, value in ratios], color="#3b7dd8")
+        axes.barh([name for name, _ in ratios], [value for _, value in ratios], color=ENGINE_COLOUR)
         axes.axvline(100, color="#444", linestyle="--", linewidth=1)
         axes.set_xlabel("% of redis-benchmark XADD in the same run")
         axes.invert_yaxis()
-        figure.tight_layout()
-        figure.savefig(out / "ratio.png", dpi=120)
-        plt.close(figure)
-    keys = ("p50 ms", "p90 ms", "p99 ms", "p99.9 ms")
-    latencies = [w for w in done if all(isinstance(w.result.get(key), float) for key in keys)]
-    if latencies:
+        save(figure, out / "ratio.png")
+    sweep_plot(done, "entry size", out / "entry-size.png")
+    sweep_plot(done, "connections", out / "connections.png")
+    samples = out / "latency-samples.txt"
+    if samples.exists() and samples.stat().st_size:
+        values = numpy.sort(numpy.loadtxt(samples, ndmin=1))
         figure, axes = plt.subplots(figsize=(8, 4))
-        for w in latencies:
-            axes.plot(keys, [w.result[key] for key in keys], marker="o", label=w.name)
-        axes.set_yscale("log")
-        axes.set_ylabel("ms")
+        axes.plot(values, numpy.arange(1, len(values) + 1) / len(values), color=ENGINE_COLOUR)
+        axes.set_xscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+        axes.xaxis.set_major_formatter(plain)
+        axes.xaxis.set_minor_formatter(plain)
+        axes.set_xlabel("push to pull latency, ms (log scale)")
+        axes.set_ylabel(f"share of the {len(values)} entries")
+        axes.grid(True, which="both", alpha=0.3)
+        save(figure, out / "latency-cdf.png")
+    costs = [
+        (w.name, engine, redis)
+        for w in main_runs
+        if (engine := per_million(w.result, "engine_cpu_s")) is not None
+        and (redis := per_million(w.result, "redis_cpu_s")) is not None
+    ]
+    if costs:
+        figure, axes = plt.subplots(figsize=(8, 0.6 + 0.6 * len(costs)))
+        rows = numpy.arange(len(costs))
+        axes.barh(rows - 0.2, [engine for _, engine, _ in costs], 0.4, label="engine", color=ENGINE_COLOUR)
+        axes.barh(rows + 0.2, [redis for _, _, redis in costs], 0.4, label="Redis", color=REDIS_COLOUR)
+        axes.set_yticks(rows, [name for name, _, _ in costs])
+        axes.set_xscale("log")
+        axes.set_xlabel("CPU µs per entry stored (log scale)")
+        axes.invert_yaxis()
         axes.legend()
-        figure.tight_layout()
-        figure.savefig(out / "latency.png", dpi=120)
-        plt.close(figure)
+        save(figure, out / "cpu.png")
+
+
+def sweep_plot(done: list[Workload], axis: str, path: Path) -> None:
+    """The engine's rate next to redis-benchmark's along one sweep: MB/s across
+    entry sizes (entries/s spans four orders of magnitude there), entries/s
+    across connections."""
+    import matplotlib.pyplot as plt
+
+    points = sorted(
+        (w.sweep[1], w.result) for w in done if w.sweep is not None and w.sweep[0] == axis and w.result
+    )
+    if not points:
+        return
+    by_size = axis == "entry size"
+
+    def rates(key: str) -> list[float]:
+        return [(r.get(key) or 0.0) * (x / 1e6 if by_size else 1.0) for x, r in points]
+
+    xs = [x for x, _ in points]
+    figure, axes = plt.subplots(figsize=(8, 4))
+    axes.plot(xs, rates("entries_per_s"), marker="o", label="engine", color=ENGINE_COLOUR)
+    axes.plot(
+        xs, rates("baseline_entries_per_s"), marker="s", label="redis-benchmark XADD", color=REDIS_COLOUR
+    )
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("entry size, bytes" if by_size else "sockets (redis-benchmark: clients)")
+    axes.set_ylabel("MB/s stored" if by_size else "entries/s stored")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    save(figure, path)
+
+
+def save(figure: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,12 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 s per workload, one run each")
     parser.add_argument("--cluster", action="store_true", help="also W1 on a local 3-master Redis Cluster")
     parser.add_argument("--out", type=Path, help="directory for the report")
+    parser.add_argument("--url", help="a running server to load instead of an own engine, http://host:port")
+    parser.add_argument("--redis-url", help="the Redis the server at --url writes to (needed with --url)")
+    parser.add_argument("--token", help="a token for --url (default: dev-mode login bench:bench)")
     options = parser.parse_args(argv)
+    if options.url and not options.redis_url:
+        parser.error("--url needs --redis-url: every entry is verified in Redis")
+    target = None
+    if options.url:
+        target = ["--url", options.url, "--redis-url", options.redis_url]
+        target += ["--token", options.token] if options.token else []
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     out = options.out or ROOT / "bench" / "results" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    chosen = workloads(options.quick, options.cluster)
+    chosen = workloads(options.quick, options.cluster and not options.url, out, target)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("starting", total=len(chosen))
         for workload in chosen:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -106,6 +107,8 @@ async def main(options: argparse.Namespace) -> None:
         while puller.received < warm + sent and loop.time() < deadline:
             await asyncio.sleep(0.01)
         stats = percentiles(puller.latencies_ns[skip:])
+        if options.samples:
+            options.samples.write_text("".join(f"{ns / 1e6:.4f}\n" for ns in puller.latencies_ns[skip:]))
         print_table(
             f"pull latency: {options.rate:g} entries/s of {options.size} B for {options.seconds:g} s, via {options.via}",
             {
@@ -126,6 +129,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--size", type=int, default=1024, help="entry size in bytes (at least 16)")
     parser.add_argument("--via", choices=["push", "redis"], default="push")
+    parser.add_argument("--samples", type=Path, help="write every latency here, in ms, one per line")
     return parser.parse_args(argv)
 
 
