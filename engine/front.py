@@ -99,6 +99,10 @@ class TrackedWSProtocol(WSProtocol):  # type: ignore[misc]
 
 
 class FrontProtocol(asyncio.Protocol):
+    # uvloop's transport keeps the bound data_received of its first protocol after
+    # set_protocol, so this object lives as long as the socket: no __dict__.
+    __slots__ = ("app_state", "config", "head", "loop", "server_state", "timeout", "transport")
+
     def __init__(
         self,
         config: UvicornConfig,
@@ -198,6 +202,7 @@ class FrontProtocol(asyncio.Protocol):
             view = view[size:]
         view.release()
         self.head = bytearray()
+        self.transport = None  # the WebSocket protocol has it now
 
 
 def is_websocket_upgrade(head: bytes) -> bool:
