@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.loadgen import cpu_per_million
 from bench.target import ROOT
 from bench.workloads import POST, W1, W2, W2_ACK, W3_ACK
 
@@ -145,10 +146,7 @@ def machine() -> str:
 
 def per_million(result: dict[str, Any], cpu_key: str) -> float | None:
     """CPU seconds per million entries stored, from a load generator result."""
-    cpu, entries = result.get(cpu_key), result.get("entries")
-    if not isinstance(cpu, float | int) or not entries:
-        return None
-    return float(1e6 * cpu / entries)
+    return cpu_per_million(result.get(cpu_key), result.get("entries"))
 
 
 def markdown(done: list[Workload], quick: bool) -> str:
@@ -294,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", help="the Redis the server at --url writes to (needed with --url)")
     parser.add_argument("--token", help="a token for --url (default: dev-mode login bench:bench)")
     options = parser.parse_args(argv)
+    if (options.redis_url or options.token) and not options.url:
+        parser.error("--redis-url and --token go with --url")
     if options.url and not options.redis_url:
         parser.error("--url needs --redis-url: every entry is verified in Redis")
     target = None

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from bench.loadgen import cpu_per_million
 from bench.workloads import W1, W2_ACK, W3_ACK
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +63,9 @@ def test_workload_share_of_redis_benchmark(benchmark: BenchmarkFixture, name: st
     result = benchmark.pedantic(run_workload, args=(WORKLOADS[name],), rounds=1, iterations=1)  # type: ignore[no-untyped-call]
     share = result.get("baseline_fraction")
     benchmark.extra_info["share of redis-benchmark"] = share
-    if result.get("engine_cpu_s") and result.get("entries"):
-        benchmark.extra_info["engine CPU s per million entries"] = (
-            1e6 * result["engine_cpu_s"] / result["entries"]
-        )
+    engine_cpu = cpu_per_million(result.get("engine_cpu_s"), result.get("entries"))
+    if engine_cpu is not None:
+        benchmark.extra_info["engine CPU s per million entries"] = engine_cpu
     if CHECKING and share is not None:
         baseline = json.loads(BASELINES.read_text())[name]
         assert share >= TOLERANCE * baseline, (

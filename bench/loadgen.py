@@ -411,6 +411,13 @@ def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}{unit}"
 
 
+def cpu_per_million(cpu_seconds: float | None, entries: int | float | None) -> float | None:
+    """CPU seconds per million entries stored: the cost figure every report gives."""
+    if cpu_seconds is None or not entries:
+        return None
+    return 1e6 * cpu_seconds / entries
+
+
 def format_result(result: RunResult, label: str = "") -> str:
     lines = [
         f"{label}stored    {result.entries:,} entries in {result.seconds:.2f} s: "
@@ -421,11 +428,11 @@ def format_result(result: RunResult, label: str = "") -> str:
         f"{label}engine    CPU {_num(result.engine_cpu_s, ' s', 2)}, RSS {_num(result.engine_rss_start_mb, ' MB')}"
         f" -> peak {_num(result.engine_peak_rss_mb, ' MB')}; redis-server CPU {_num(result.redis_cpu_s, ' s', 2)}",
     ]
-    if result.entries and result.engine_cpu_s is not None and result.redis_cpu_s is not None:
-        per_million = 1e6 / result.entries
+    engine_cpu = cpu_per_million(result.engine_cpu_s, result.entries)
+    redis_cpu = cpu_per_million(result.redis_cpu_s, result.entries)
+    if engine_cpu is not None and redis_cpu is not None:
         lines.append(
-            f"{label}per 1M    engine {result.engine_cpu_s * per_million:.2f} CPU s, "
-            f"Redis {result.redis_cpu_s * per_million:.2f} CPU s (all its servers)"
+            f"{label}per 1M    engine {engine_cpu:.2f} CPU s, Redis {redis_cpu:.2f} CPU s (all its servers)"
         )
     if result.baseline_entries_per_s is not None:
         fraction = "-" if result.baseline_fraction is None else f"{100 * result.baseline_fraction:.1f}%"

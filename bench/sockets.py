@@ -105,6 +105,7 @@ async def open_sockets(urls: list[str], factory: type[WSListener]) -> list[tuple
     opened: list[tuple[WSTransport, WSListener]] = []
     # The loader's own cyclic GC rescans every socket it holds, more often the
     # more it holds: it took most of the loader's time opening 18,000.
+    collecting = gc.isenabled()
     gc.disable()
     try:
         for start in range(0, len(urls), OPEN_AT_ONCE):
@@ -112,7 +113,8 @@ async def open_sockets(urls: list[str], factory: type[WSListener]) -> list[tuple
                 *(ws_connect(factory, url) for url in urls[start : start + OPEN_AT_ONCE])
             )
     finally:
-        gc.enable()
+        if collecting:
+            gc.enable()
     return opened
 
 

@@ -44,8 +44,9 @@ SHUTDOWN_ACK_SECONDS = 5.0
 picows_log = logging.getLogger("picows.server")
 # picows makes each connection a child Logger of the Logger it is given (named
 # by the socket's descriptor): 0.6 KiB of an idle socket's 14 KiB. Given an
-# adapter instead it makes none; its lines are shown only when debugging, and
-# then each connection gets its own name again.
+# adapter instead it makes none. Its per-connection lines (INFO) show only when
+# debugging, and then each connection gets its own name again; its warnings
+# name no descriptor otherwise.
 picows_quiet_log = logging.LoggerAdapter(picows_log, {})
 
 

@@ -13,14 +13,16 @@ Open producer sockets hold the streams they push to (``hold``/``release``);
 the refresh forgets the streams no socket has held since the one before, and
 so does the memory trimmer once a crowd of sockets left: the cache holds the
 streams in use, not every stream a process ever saw, and the refresh reads
-only those (it read every cached stream, up to MAX_STREAMS_CACHED, every
-REFRESH_SECONDS, forever).
+only those. That is the cache's only bound: a read never evicts, because a
+message or upload waiting for the streams just read would find them gone and
+read them again (a '*' message naming more streams than a fixed limit did so
+for ever). Streams nobody holds (uploads, a '*' socket past its held limit)
+last until the second refresh after their read, at most a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from typing import Any
 
@@ -34,8 +36,6 @@ from engine.redis.link import Backoff
 log = logging.getLogger("engine.maxlen")
 
 REFRESH_SECONDS = 30.0
-# Streams whose max_len a process keeps (a '*' producer may name any number).
-MAX_STREAMS_CACHED = 10_000
 # Every engine process in front of the same Redis listens here for metadata changes.
 CHANGES_CHANNEL = "ptg-engine:metadata-changed"
 _REDIS_TROUBLE = (RedisError, OSError)
@@ -126,24 +126,9 @@ class MaxLenCache:
             return
         for key, raw in zip(keys, raws, strict=True):
             self.values[key] = max_len_of(None if raw is None else parse_meta(raw), self.default)
-        self._evict_beyond_limit(keep=keys)
         for future in futures:
             if not future.done():
                 future.set_result(None)
-
-    def _evict_beyond_limit(self, keep: list[bytes]) -> None:
-        """Forget the oldest streams past MAX_STREAMS_CACHED (read again on their
-        next push), but none held and none of ``keep``, just read for a message
-        that waits for them: one naming more streams than the limit evicted its
-        own first streams, found them missing, read them again, for ever. Those
-        go at the next refresh instead."""
-        excess = len(self.values) - MAX_STREAMS_CACHED
-        if excess <= 0:
-            return
-        kept = set(keep)
-        oldest = (key for key in self.values if key not in kept and key not in self.holders)
-        for key in list(itertools.islice(oldest, excess)):
-            del self.values[key]
 
     def hold(self, keys: list[bytes]) -> None:
         """A producer socket pushes to ``keys``: keep their max_len while it is open."""

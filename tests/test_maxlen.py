@@ -12,7 +12,6 @@ import pytest
 import redis
 import websockets
 
-from engine import maxlen
 from engine.meta import META_PREFIX
 from tests.inprocess import open_runtime, run, serve
 
@@ -160,27 +159,26 @@ def test_a_caller_cancelled_while_max_len_loads_does_not_cancel_the_others(
     run("uvloop", main)
 
 
-def test_one_message_naming_more_streams_than_the_cache_keeps_is_stored(
-    redis_url: str, store: redis.Redis, sid: str, monkeypatch: pytest.MonkeyPatch
+def test_one_message_naming_more_streams_than_a_socket_holds_is_stored(
+    redis_url: str, store: redis.Redis, sid: str
 ) -> None:
-    """A "*" batch naming more new streams than MAX_STREAMS_CACHED: the cache
-    kept only the newest after the read, the message found the others missing,
-    read them again, and so on for ever (found at 18,000 streams)."""
-    monkeypatch.setattr(maxlen, "MAX_STREAMS_CACHED", 100)
-    sids = [f"{sid}-{i}" for i in range(150)]
+    """A "*" batch naming 10,050 new streams, past the 10,000 a socket holds: the
+    cache once kept only 10,000 after the read, the message found the others
+    missing, read them again, and so on for ever (found at 18,000 streams)."""
+    count = 10_050
+    sids = [f"{sid}-{i}" for i in range(count)]
 
     async def main() -> None:
         served = await serve(await open_runtime(redis_url))
         url = f"ws://127.0.0.1:{served.port}/data/*/push?ack=true&offsets=start"
         try:
-            async with websockets.connect(url) as producer:
+            async with websockets.connect(url, max_size=None) as producer:
                 await producer.send(json.dumps([[name, i] for i, name in enumerate(sids)]))
-                await producer.send(bytes(range(150)))
-                acks = await asyncio.wait_for(producer.recv(), 10)
-            ids = acks.split(",")
-            assert len(ids) == len(sids)
-            for i, name in enumerate(sids):
-                assert store.xrange(name) == [(ids[i].encode(), {b"d": bytes([i])})]
+                await producer.send(b"x" * count)
+                ack = await asyncio.wait_for(producer.recv(), 30)
+                assert len(served.runtime.maxlens.holders) == 10_000  # what one socket holds
+            assert isinstance(ack, str) and len(ack.split(",")) == count
+            assert all(store.xlen(name) == 1 for name in (sids[0], sids[9_999], sids[-1]))
         finally:
             await served.close()
 

@@ -388,7 +388,7 @@ cdef class PushSession(WSListener):
             # "*": the streams are the headers' to name; each one is held from its first.
             new_keys = [key for key in keys if key not in self.held_keys]
             if new_keys:
-                self._hold_keys(new_keys)
+                self._hold_keys(new_keys[:MAX_HELD_STREAMS - len(self.held_keys)])
         missing = [key for key in keys if key not in self.maxlens]
         if missing:
             self._hold(WSMsgType.TEXT, self.header)
