@@ -13,10 +13,10 @@ from starlette.responses import JSONResponse, Response
 from api.limits import METADATA_LIMIT, read_body
 from api.params import flag, path_stream_ids
 from api.security import authenticated_user, runtime_of
+from engine.store import StreamMissing
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
-from engine.store import StreamMissing
 
 
 class ORJSONResponse(JSONResponse):

@@ -75,7 +75,7 @@ def layer_of(frame: str) -> str:
         return "Python"
     if function.startswith(("Py", "_Py")) or "libpython" in where:
         return "CPython runtime"
-    if any(hint in where for hint in ("libc.so", "libpthread", "vdso", "[kernel")):
+    if any(hint in where for hint in ("libc.so", "libpthread", "vdso")):
         return "libc / system calls"
     return "other native (uvloop, hiredis, picows)"
 

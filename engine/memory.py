@@ -31,14 +31,9 @@ def compact(table: dict[Any, Any] | set[Any]) -> None:
     """Shrink ``table`` to what it holds, in place, so whatever refers to it keeps
     it: a dict or set that once held 9,000 sockets' entries keeps a table of that
     size (about 300 KB) after they are gone, however few it holds now."""
-    if isinstance(table, dict):
-        items = list(table.items())
-        table.clear()
-        table.update(items)
-    else:
-        members = list(table)
-        table.clear()
-        table.update(members)
+    contents = list(table.items()) if isinstance(table, dict) else list(table)
+    table.clear()
+    table.update(contents)
 
 
 def trim() -> bool:
@@ -54,13 +49,11 @@ class MemoryTrimmer:
     TRIMS_AFTER_CLOSING checks (in a thread: it
     locks each malloc arena in turn)."""
 
-    def __init__(
-        self, counters: Counters, seconds: float = CHECK_SECONDS, forget: Callable[[], object] = lambda: None
-    ):
-        """``forget`` drops what only the sockets that left needed, before a trim."""
+    def __init__(self, counters: Counters, seconds: float = CHECK_SECONDS):
         self.counters = counters
         self.seconds = seconds
-        self.forget = forget
+        # Drops what only the sockets that left needed, before a trim (the runtime's).
+        self.forget: Callable[[], object] = lambda: None
         self._task: asyncio.Task[None] | None = None
         self._trims_left = 0
         self._tables: dict[int, dict[Any, Any] | set[Any]] = {}

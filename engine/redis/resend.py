@@ -19,9 +19,10 @@ by an older slot map sends nothing new until they are stored (PushSession,
 Shards.version): its next message may go straight to the new master, which
 must not store it before the older ones come back there redirected. A
 command still refused after RESEND_SECONDS gets its last answer, and its
-producer is closed 1011 as before. What pipelining cannot order: when a slot comes back between two
-commands already on their way, the second is stored and the first resent
-after it (acks stay in order and give the ids as stored).
+producer is closed 1011 as before. What pipelining cannot order: when a
+slot comes back between two commands already on their way, the second is
+stored and the first resent after it (acks stay in order and give the ids
+as stored).
 """
 
 from __future__ import annotations

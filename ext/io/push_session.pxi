@@ -155,9 +155,8 @@ cdef class PushSession(WSListener):
     cdef bytes single_key
     cdef Shards shards
     cdef Counters counters
-    cdef dict maxlens                # stream key -> MAXLEN, filled by maxlens_loaded
-    cdef object maxlens_loaded       # function(keys) -> a future done once they are read
-    cdef object maxlen_cache         # hold(keys)/release(keys): the streams this socket pushes to
+    cdef dict maxlens                # stream key -> MAXLEN: maxlen_cache.values
+    cdef object maxlen_cache         # loaded(keys), hold(keys), release(keys)
     cdef set held_keys               # what it holds ("*": the streams its headers named)
     cdef _PushOwner owner
     cdef WSTransport transport
@@ -191,7 +190,6 @@ cdef class PushSession(WSListener):
         self.shards = shards
         self.counters = counters
         self.maxlens = maxlens.values
-        self.maxlens_loaded = maxlens.loaded
         self.maxlen_cache = maxlens
         self.held_keys = set()
         self.owner = _PushOwner.__new__(_PushOwner)
@@ -576,21 +574,12 @@ cdef class PushSession(WSListener):
         """Per-stream counts of a stored message (only with --metrics-streams)."""
         cdef StreamTally tally = self.counters.streams
         cdef BatchHeader header = message.header
-        cdef dict sizes
         cdef Py_ssize_t i
         if header is None:
             tally.add(self.single_key, message.entries, message.nbytes)
             return 0
-        sizes = {}
         for i in range(header.count):
-            key = header._keys[header.key_index(i)]
-            entries_and_bytes = sizes.get(key)
-            if entries_and_bytes is None:
-                entries_and_bytes = sizes[key] = [0, 0]
-            entries_and_bytes[0] += 1
-            entries_and_bytes[1] += header.entry_end(i) - header.entry_start(i)
-        for key, (entries, nbytes) in sizes.items():
-            tally.add(key, entries, nbytes)
+            tally.add(header._keys[header.key_index(i)], 1, header.entry_end(i) - header.entry_start(i))
         return 0
 
     cdef int _queue_ack(self, bytes text) except -1:
@@ -623,7 +612,7 @@ cdef class PushSession(WSListener):
         self.update_reading()
         # A callback, not a task per socket: a crowd of new producers made as many
         # tasks, whose registry table stayed at its peak size (1 MiB for 9,000).
-        self.waiting_for = self.maxlens_loaded(keys)
+        self.waiting_for = self.maxlen_cache.loaded(keys)
         self.waiting_for.add_done_callback(self._on_maxlens_loaded)
         return 0
 
@@ -632,10 +621,11 @@ cdef class PushSession(WSListener):
             return  # done in the turn the socket went away, after it went
         self.waiting_for = None
         self.waiting = False
-        error = asyncio.CancelledError() if future.cancelled() else future.exception()
-        if isinstance(error, asyncio.CancelledError):  # the engine is stopping
+        if future.cancelled() or isinstance(future.exception(), asyncio.CancelledError):
+            # The engine is stopping.
             self.close(CLOSE_INTERNAL_ERROR, "cannot read stream metadata: the read was cancelled")
             return
+        error = future.exception()
         if error is not None:  # Redis down or refusing: nothing was written
             self.close(CLOSE_INTERNAL_ERROR, f"cannot read stream metadata: {error}")
             return
